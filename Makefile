@@ -1,0 +1,65 @@
+# Two commands on a fresh Debian/Ubuntu machine with Python 3.10+:
+#   make demo   set up (venv, packages, data, extension) and run the main job
+#   make test   set up and run the whole test suite
+# Both are idempotent: stamps in the venv record what is done.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# The tested torch pair (a CUDA build; it runs on the CPU too).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+EXTRAS ?= dev,encoders
+DEBIAN_DATA := fonts-noto-color-emoji unicode-data dataset-fashion-mnist wordnet-base
+PYTEST_ARGS ?=
+
+SOURCES := setup.py setup.cfg pyproject.toml $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h)
+
+.PHONY: demo test lint format setup data cuda-compile bench clean
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/hypervldd demo
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+setup: $(VENV)/.installed $(VENV)/.data
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch: | $(BIN)/python
+	$(PIP) install --upgrade pip
+	$(PIP) install $(TORCH_SPEC)
+	touch $@
+
+# The package itself; rebuilt (extension included) when the build inputs change.
+$(VENV)/.installed: $(VENV)/.torch $(SOURCES)
+	$(PIP) install ninja setuptools wheel
+	$(PIP) install --no-build-isolation -e ".[$(EXTRAS)]"
+	touch $@
+
+# Debian data packages for the built-in datasets, when apt-get can be used.
+$(VENV)/.data: | $(BIN)/python
+	@bash tools/install_debian_data.sh $(DEBIAN_DATA)
+	touch $@
+
+data: $(VENV)/.data
+
+# Compile every CUDA source with nvcc for sm_80 and sm_90 (they cannot run here).
+cuda-compile: setup
+	$(BIN)/python tools/compile_cuda.py
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf build hypervldd/_C*.so *.egg-info

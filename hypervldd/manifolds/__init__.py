@@ -1,0 +1,58 @@
+"""Manifolds: Lorentz, Poincaré ball, Euclidean and sphere behind one interface.
+
+Pure functions live in :mod:`.lorentz_math`, :mod:`.poincare_math`,
+:mod:`.flat_math` and :mod:`.conversions`; the classes are thin wrappers that
+add curvature handling, validation and geoopt compatibility. Curvature is
+always given as ``c > 0`` meaning sectional curvature ``-c`` (``+c`` for the
+sphere); geoopt's Lorentz ``k`` is ``1/c``.
+"""
+
+from . import conversions, flat_math, lorentz_math, poincare_math
+from .base import Manifold
+from .conversions import (
+    klein_to_lorentz,
+    klein_to_poincare,
+    lorentz_to_klein,
+    lorentz_to_poincare,
+    poincare_to_klein,
+    poincare_to_lorentz,
+)
+from .curvature import Curvature
+from .euclidean import Euclidean, Sphere
+from .lorentz import Lorentz
+from .poincare import PoincareBall
+
+__all__ = [
+    "Manifold",
+    "Curvature",
+    "Lorentz",
+    "PoincareBall",
+    "Euclidean",
+    "Sphere",
+    "get_manifold",
+    "lorentz_math",
+    "poincare_math",
+    "flat_math",
+    "conversions",
+    "lorentz_to_poincare",
+    "poincare_to_lorentz",
+    "lorentz_to_klein",
+    "klein_to_lorentz",
+    "poincare_to_klein",
+    "klein_to_poincare",
+]
+
+_BY_NAME = {
+    "lorentz": Lorentz,
+    "poincare": PoincareBall,
+    "euclidean": Euclidean,
+    "sphere": Sphere,
+}
+
+
+def get_manifold(name: str, c: float = 1.0, **kwargs: object) -> Manifold:
+    """Build a manifold by name: ``"lorentz"``, ``"poincare"``, ``"euclidean"`` or ``"sphere"``."""
+    key = str(name).lower()
+    if key not in _BY_NAME:
+        raise ValueError(f"name must be one of {sorted(_BY_NAME)}, got {name!r}")
+    return _BY_NAME[key](c, **kwargs)

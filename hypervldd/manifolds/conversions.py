@@ -1,0 +1,76 @@
+r"""Isometries between the Lorentz, Poincaré and Klein models of curvature ``-c``.
+
+============================  ==================================================
+Lorentz -> Poincaré           ``p = x_s / (1 + sqrt(c) x_0)``
+Poincaré -> Lorentz           ``x = ((1 + c|p|^2) / sqrt(c), 2 p) / (1 - c|p|^2)``
+Lorentz -> Klein              ``k = x_s / (sqrt(c) x_0)``
+Klein -> Lorentz              ``x_0 = 1 / (sqrt(c) sqrt(1 - c|k|^2))``, ``x_s = sqrt(c) x_0 k``
+Poincaré -> Klein             ``k = 2 p / (1 + c|p|^2)``
+Klein -> Poincaré             ``p = k / (1 + sqrt(1 - c|k|^2))``
+============================  ==================================================
+
+Lorentz time coordinates are re-derived from the space part, as everywhere in
+the package; ``1 - c|p|^2`` is taken from :func:`.poincare_math.alpha`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import lorentz_math as lm
+from . import poincare_math as pm
+
+__all__ = [
+    "lorentz_to_poincare",
+    "poincare_to_lorentz",
+    "lorentz_to_klein",
+    "klein_to_lorentz",
+    "poincare_to_klein",
+    "klein_to_poincare",
+]
+
+
+def _sqrt_c(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(c, torch.Tensor):
+        return c.to(dtype=like.dtype, device=like.device).unsqueeze(-1).sqrt()
+    return torch.tensor(float(c), dtype=like.dtype, device=like.device).sqrt()
+
+
+def lorentz_to_poincare(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    """Lorentz ``(..., D+1)`` to Poincaré ``(..., D)``."""
+    xs = x[..., 1:]
+    x0 = lm.time_from_space(xs, c)
+    return pm.projx(xs / (1.0 + _sqrt_c(c, x) * x0), c)
+
+
+def poincare_to_lorentz(p: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    """Poincaré ``(..., D)`` to Lorentz ``(..., D+1)``."""
+    a = pm.alpha(p, c)
+    xs = 2.0 * p / a
+    return torch.cat([lm.time_from_space(xs, c), xs], dim=-1)
+
+
+def lorentz_to_klein(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    """Lorentz ``(..., D+1)`` to Klein ``(..., D)``."""
+    xs = x[..., 1:]
+    return xs / (_sqrt_c(c, x) * lm.time_from_space(xs, c))
+
+
+def klein_to_lorentz(k: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    """Klein ``(..., D)`` (with ``c|k|^2 < 1``) to Lorentz ``(..., D+1)``."""
+    sc = _sqrt_c(c, k)
+    a = pm.alpha(k, c)  # 1 - c|k|^2, accumulated in float64
+    x0 = 1.0 / (sc * torch.sqrt(a))
+    xs = sc * x0 * k
+    return torch.cat([lm.time_from_space(xs, c), xs], dim=-1)
+
+
+def poincare_to_klein(p: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    """Poincaré ``(..., D)`` to Klein ``(..., D)``."""
+    cb = _sqrt_c(c, p) ** 2
+    return 2.0 * p / (1.0 + cb * (p * p).sum(-1, keepdim=True))
+
+
+def klein_to_poincare(k: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    """Klein ``(..., D)`` to Poincaré ``(..., D)``."""
+    return pm.projx(k / (1.0 + torch.sqrt(pm.alpha(k, c))), c)

@@ -1,0 +1,392 @@
+r"""Pure functions on the Lorentz model (hyperboloid) of curvature ``-c``, ``c > 0``.
+
+Points are full coordinates with time first, ``x = (x0, xs)`` with
+:math:`\langle x, x\rangle_L = -x_0^2 + |x_s|^2 = -1/c` and ``x0 > 0``. Tangent
+vectors at ``x`` satisfy :math:`\langle x, u\rangle_L = 0`. All functions work
+on the last dimension and broadcast over the others; ``c`` is a float or a
+tensor broadcastable to the batch shape (without the last dimension).
+
+**The space coordinates are authoritative.** In floating point a point far from
+the origin cannot satisfy the constraint exactly (at radius 10 in float32 the
+residual of ``<x, x>_L`` is about ``eps * x0^2 ~ 10``), so every distance-like
+function re-derives the time coordinate from the space part,
+``x0 = sqrt(1/c + |xs|^2)``: the same projection that :func:`projx` applies.
+The given ``x0`` is only used by the bilinear :func:`inner`, by projections of
+tangent vectors and by transports, where it enters linearly.
+
+**Distances without cancellation.** With ``X = sqrt(c) x`` on the unit
+hyperboloid, radii ``a = |Xs| = sinh(r1)``, ``b = |Ys| = sinh(r2)`` and angle
+``theta`` between the space parts, the hyperbolic law of cosines gives
+
+.. math::
+
+    s^2 := \sinh^2\!\Big(\frac{\sqrt{c}\, d}{2}\Big)
+        = \sinh^2\!\Big(\frac{r_1 - r_2}{2}\Big) + a\, b\, \sin^2\!\frac{\theta}{2},
+
+a sum of two non-negative terms, so nothing cancels. Both terms are formed from
+coordinate differences: ``sinh(r1 - r2) = (a^2 - b^2) / (a Y0 + b X0)`` with
+``a^2 - b^2 = (Xs - Ys).(Xs + Ys)``, and ``2 a b sin(theta/2) = |b (Xs - Ys) -
+(a - b) Ys|`` (written around the nearer point). Near the origin (``a b <= 1``), where the angular term is 0/0,
+the difference form ``s^2 = (|Xs - Ys|^2 - (X0 - Y0)^2) / 4`` is used instead;
+there its cancellation is bounded by a factor ``X0 Y0 <= 2``. The distance is
+``d = 2 asinh(s) / sqrt(c)``; at ``s = 0`` its gradient is the zero subgradient.
+The GEMM form ``acosh(-c <x, y>_L)`` loses everything for close pairs far out
+(relative error 1.0 at radius 5, distance 0.01, float32); this form stays
+within a few ulps times ``cosh(r)`` in the worst direction and within a few
+ulps for radial and tangential displacements (``docs/geometry.md``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..numerics import asinhc, compute_dtype, max_radius, sinhc
+
+__all__ = [
+    "inner",
+    "norm",
+    "time_from_space",
+    "projx",
+    "proju",
+    "egrad2rgrad",
+    "sinh_half_dist",
+    "dist",
+    "dist0",
+    "pairwise_dist",
+    "expmap",
+    "expmap0",
+    "logmap",
+    "logmap0",
+    "transp",
+    "transp0",
+    "transp0back",
+    "origin",
+    "random",
+]
+
+
+def _as_batch(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Curvature as a tensor with a trailing singleton dim, in ``like``'s dtype."""
+    if isinstance(c, torch.Tensor):
+        return c.to(dtype=like.dtype, device=like.device).unsqueeze(-1)
+    return torch.tensor(float(c), dtype=like.dtype, device=like.device)
+
+
+def _up(x: torch.Tensor) -> torch.Tensor:
+    """Upcast half precision to float32; leave float32 and float64 alone."""
+    dt = compute_dtype(x)
+    return x if x.dtype == dt else x.to(dt)
+
+
+def _safe_sqrt(s2: torch.Tensor) -> torch.Tensor:
+    """``sqrt(max(s2, 0))`` whose gradient at 0 is 0 instead of inf/NaN."""
+    pos = s2 > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, s2, torch.ones_like(s2))), 0.0)
+
+
+def inner(u: torch.Tensor, v: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+    r"""Minkowski inner product :math:`-u_0 v_0 + u_s \cdot v_s`. Shape ``(..., )``."""
+    p = u * v
+    out = p[..., 1:].sum(-1, keepdim=keepdim) - p[..., :1].sum(-1, keepdim=keepdim)
+    return out
+
+
+def norm(u: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+    r"""Norm of a tangent vector, :math:`\sqrt{\max(\langle u,u\rangle_L, 0)}`."""
+    return _safe_sqrt(inner(u, u, keepdim=keepdim))
+
+
+def time_from_space(xs: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    r"""Time coordinate :math:`\sqrt{1/c + |x_s|^2}` of the space part ``xs``. ``(..., 1)``."""
+    cb = _as_batch(c, xs)
+    return torch.sqrt(1.0 / cb + (xs * xs).sum(-1, keepdim=True))
+
+
+def projx(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    """Project onto the hyperboloid by re-deriving the time coordinate from space."""
+    xs = x[..., 1:]
+    return torch.cat([time_from_space(xs, c), xs], dim=-1)
+
+
+def proju(x: torch.Tensor, u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    r"""Project ``u`` onto the tangent space at ``x``: :math:`u + c\langle x,u\rangle_L x`."""
+    return u + _as_batch(c, u) * inner(x, u, keepdim=True) * x
+
+
+def egrad2rgrad(x: torch.Tensor, g: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    r"""Riemannian gradient from a Euclidean one: :math:`P_x(J g)`, ``J = diag(-1, 1, ...)``.
+
+    Returns a new tensor; ``g`` is never modified (geoopt flips its time sign in place).
+    """
+    jg = torch.cat([-g[..., :1], g[..., 1:]], dim=-1)
+    return proju(x, jg, c)
+
+
+def sinh_half_dist(
+    x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor
+) -> torch.Tensor:
+    r"""``s = sinh(sqrt(c) d(x, y) / 2)`` without cancellation. Shape ``(...,)``.
+
+    See the module docstring for the formula. Only the space parts are read.
+    Computed in float32 for half-precision inputs, else in the input dtype.
+    """
+    x, y = _up(x), _up(y)
+    dt = torch.promote_types(x.dtype, y.dtype)
+    x, y = x.to(dt), y.to(dt)
+    sc = _as_batch(c, x).sqrt()
+    xs = sc * x[..., 1:]
+    ys = sc * y[..., 1:]
+    a2 = (xs * xs).sum(-1)
+    b2 = (ys * ys).sum(-1)
+    a = a2.sqrt()
+    b = b2.sqrt()
+    x0 = torch.sqrt(1.0 + a2)
+    y0 = torch.sqrt(1.0 + b2)
+    delta = xs - ys
+    # a^2 - b^2 from differences: no cancellation when the displacement is radial.
+    a2mb2 = (delta * (xs + ys)).sum(-1)
+    d0 = a2mb2 / (x0 + y0)  # X0 - Y0, exact up to rounding of each factor
+
+    # Near the origin: difference form, cancellation bounded by X0 * Y0.
+    diff_s2 = ((delta * delta).sum(-1) - d0 * d0).clamp_min(0) / 4.0
+
+    # Away from it: law-of-cosines split, two non-negative terms.
+    split = a * b > 1.0
+    den = torch.where(split, a * y0 + b * x0, torch.ones_like(a))
+    sinh_dr = a2mb2 / den
+    sinh_half_dr2 = sinh_dr * sinh_dr / (2.0 * (1.0 + torch.sqrt(1.0 + sinh_dr * sinh_dr)))
+    amb = a2mb2 / torch.where(split, a + b, torch.ones_like(a))
+    # b Xs - a Ys = m (Xs - Ys) - (a - b) P with m the smaller radius and P its
+    # point: the two products are then of size a b, not max(a, b)^2, so their
+    # rounding does not swamp the angular term of far pairs.
+    a_le_b = (a <= b).unsqueeze(-1)
+    m = torch.minimum(a, b).unsqueeze(-1)
+    w = m * delta - amb.unsqueeze(-1) * torch.where(a_le_b, xs, ys)
+    ab = torch.where(split, a * b, torch.ones_like(a))
+    ang_s2 = (w * w).sum(-1) / (4.0 * ab)
+    split_s2 = sinh_half_dr2 + ang_s2
+
+    s2 = torch.where(split, split_s2, diff_s2)
+    return _safe_sqrt(s2)
+
+
+def dist(
+    x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor, *, keepdim: bool = False
+) -> torch.Tensor:
+    r"""Geodesic distance :math:`\frac{2}{\sqrt c}\operatorname{asinh}(s)`, ``s`` from
+    :func:`sinh_half_dist`. Shape ``(...,)`` (``(..., 1)`` with ``keepdim``)."""
+    s = sinh_half_dist(x, y, c)
+    out = 2.0 * torch.asinh(s) / _sqrt_c(c, s)
+    return out.unsqueeze(-1) if keepdim else out
+
+
+def dist0(x: torch.Tensor, c: float | torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+    r"""Distance from the origin, :math:`\operatorname{asinh}(\sqrt c |x_s|)/\sqrt c`."""
+    x = _up(x)
+    sc = _as_batch(c, x).sqrt()
+    r = torch.linalg.vector_norm(sc * x[..., 1:], dim=-1, keepdim=True)
+    out = torch.asinh(r) / sc
+    return out if keepdim else out.squeeze(-1)
+
+
+def _sqrt_c(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor | float:
+    if isinstance(c, torch.Tensor):
+        return c.to(dtype=like.dtype, device=like.device).sqrt()
+    return float(c) ** 0.5
+
+
+def pairwise_dist(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    c: float | torch.Tensor,
+    *,
+    chunk: int = 1024,
+) -> torch.Tensor:
+    r"""All-pairs distances ``(N, M)`` for ``x`` of shape ``(N, D+1)``, ``y`` ``(M, D+1)``.
+
+    The reference path, chunked over rows (``chunk x M`` temporaries, never
+    ``N x M x D``). Each chunk forms ``z = -c<x, y>_L - 1`` by one GEMM of the
+    space parts and an outer product of the re-derived time parts. A pair whose
+    rounding-error bound ``4 eps (X0 Y0 + |Xs||Ys|)`` is not small against ``z``
+    (close pairs, and every pair far from the origin) is recomputed with
+    :func:`sinh_half_dist`, in float64 when the inputs are float32. ``c`` must be
+    a scalar here.
+    """
+    x, y = _up(x), _up(y)
+    dt = torch.promote_types(x.dtype, y.dtype)
+    x, y = x.to(dt), y.to(dt)
+    if isinstance(c, torch.Tensor) and c.dim() > 0:
+        c = c.reshape(())
+    sc = _sqrt_c(c, x)
+    xs = sc * x[:, 1:]
+    ys = sc * y[:, 1:]
+    x0 = torch.sqrt(1.0 + (xs * xs).sum(-1))
+    y0 = torch.sqrt(1.0 + (ys * ys).sum(-1))
+    xn = torch.linalg.vector_norm(xs, dim=-1)
+    yn = torch.linalg.vector_norm(ys, dim=-1)
+    e = torch.finfo(dt).eps
+    # Accept the GEMM value only where its error bound is below 1e-4 of z, so
+    # the relative error of d (about half that of z) stays far inside 1e-3.
+    accept = 1e-4
+    slow = torch.float64 if dt == torch.float32 else dt
+    out = []
+    for i in range(0, x.shape[0], max(1, chunk)):
+        xi, x0i, xni = xs[i : i + chunk], x0[i : i + chunk], xn[i : i + chunk]
+        z = torch.outer(x0i, y0) - xi @ ys.T - 1.0
+        bound = 4.0 * e * (torch.outer(x0i, y0) + torch.outer(xni, yn))
+        bad = bound > accept * z.clamp_min(0)
+        s = torch.sqrt(z.clamp_min(0) / 2.0)
+        if bool(bad.any()):
+            ii, jj = bad.nonzero(as_tuple=True)
+            xa = x[i : i + chunk][ii].to(slow)
+            ya = y[jj].to(slow)
+            cs = c.to(slow) if isinstance(c, torch.Tensor) else c
+            s = s.index_put((ii, jj), sinh_half_dist(xa, ya, cs).to(dt))
+        out.append(s)
+    s = torch.cat(out, 0) if out else x.new_zeros((0, y.shape[0]))
+    return 2.0 * torch.asinh(s) / sc
+
+
+def expmap0(u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    r"""Exponential map at the origin ``o = (1/sqrt(c), 0)``.
+
+    :math:`x_s = \frac{\sinh(\sqrt c |u_s|)}{\sqrt c |u_s|} u_s`, time from space.
+    ``u`` is a tangent vector at ``o`` (its time component is ignored). The
+    radius ``sqrt(c)|u_s|`` is capped at :func:`~hypervldd.numerics.max_radius`
+    (39.9 in float32) so that no coordinate overflows.
+    """
+    u = _up(u)
+    us = u[..., 1:]
+    sc = _as_batch(c, u).sqrt()
+    r = torch.linalg.vector_norm(sc * us, dim=-1, keepdim=True)
+    rmax = max_radius(u.dtype)
+    over = r > rmax
+    scale = torch.where(over, rmax / torch.where(over, r, torch.ones_like(r)), 1.0)
+    rc = r * scale
+    xs = us * (scale * sinhc(rc))
+    return torch.cat([time_from_space(xs, c), xs], dim=-1)
+
+
+def logmap0(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    r"""Logarithmic map at the origin: :math:`u_s = \frac{\operatorname{asinh}(\sqrt c|x_s|)}
+    {\sqrt c |x_s|} x_s`, ``u0 = 0``. Inverse of :func:`expmap0`."""
+    x = _up(x)
+    xs = x[..., 1:]
+    sc = _as_batch(c, x).sqrt()
+    r = torch.linalg.vector_norm(sc * xs, dim=-1, keepdim=True)
+    us = xs * asinhc(r)
+    return torch.cat([torch.zeros_like(us[..., :1]), us], dim=-1)
+
+
+def expmap(x: torch.Tensor, u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    r"""Exponential map :math:`\cosh(\sqrt c\|u\|)x + \frac{\sinh(\sqrt c\|u\|)}{\sqrt c\|u\|}u`.
+
+    ``u`` must be tangent at ``x``; the step length ``sqrt(c)|u|_L`` is capped at
+    :func:`~hypervldd.numerics.max_radius`. The result is re-projected.
+    """
+    x, u = _up(x), _up(u)
+    sc = _as_batch(c, u).sqrt()
+    n = sc * norm(u, keepdim=True)
+    rmax = max_radius(u.dtype)
+    over = n > rmax
+    scale = torch.where(over, rmax / torch.where(over, n, torch.ones_like(n)), 1.0)
+    nc = n * scale
+    y = torch.cosh(nc) * x + (scale * sinhc(nc)) * u
+    return projx(y, c)
+
+
+def _time_diff(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    """``y0 - x0`` with re-derived times, from differences: ``(|ys|^2-|xs|^2)/(x0+y0)``."""
+    xs, ys = x[..., 1:], y[..., 1:]
+    x0 = time_from_space(xs, c)
+    y0 = time_from_space(ys, c)
+    return ((ys - xs) * (ys + xs)).sum(-1, keepdim=True) / (x0 + y0)
+
+
+def logmap(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    r"""Logarithmic map: the tangent vector at ``x`` pointing to ``y`` with norm ``d(x, y)``.
+
+    :math:`\log_x y = \frac{D}{\sinh D}\big((y - x) - (\cosh D - 1)x\big)`,
+    ``D = sqrt(c) d``, with ``y - x`` formed from coordinate differences (time
+    difference re-derived from space) so that close pairs do not cancel. The
+    result is projected onto the tangent space at ``x``.
+    """
+    x, y = _up(x), _up(y)
+    s = sinh_half_dist(x, y, c).unsqueeze(-1)
+    big_d = 2.0 * torch.asinh(s)
+    z = 2.0 * s * s  # cosh(D) - 1
+    xp = projx(x, c)
+    delta = torch.cat([_time_diff(x, y, c), y[..., 1:] - x[..., 1:]], dim=-1)
+    u = (delta - z * xp) / sinhc(big_d)
+    return proju(xp, u, c)
+
+
+def transp(
+    x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, c: float | torch.Tensor
+) -> torch.Tensor:
+    r"""Parallel transport of ``v`` from ``x`` to ``y`` along the geodesic.
+
+    :math:`P(v) = v + \frac{c\langle y, v\rangle_L}{1 - c\langle x, y\rangle_L}(x + y)`,
+    with ``1 - c<x, y>_L = 2 + 2 s^2`` from :func:`sinh_half_dist` (never small).
+    """
+    x, y, v = _up(x), _up(y), _up(v)
+    cb = _as_batch(c, v)
+    s = sinh_half_dist(x, y, c).unsqueeze(-1)
+    den = 2.0 + 2.0 * s * s
+    return v + cb * inner(y, v, keepdim=True) / den * (x + y)
+
+
+def origin(
+    *shape: int,
+    c: float | torch.Tensor = 1.0,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The origin ``(1/sqrt(c), 0, ..., 0)`` with shape ``shape`` (last dim = D+1)."""
+    o = torch.zeros(*shape, dtype=dtype, device=device)
+    sc = _as_batch(c, o).sqrt()
+    return torch.cat([torch.ones_like(o[..., :1]) / sc, o[..., 1:]], dim=-1)
+
+
+def transp0(y: torch.Tensor, v: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    r"""Parallel transport of ``v`` (tangent at the origin ``o``) to ``y``:
+    :math:`v + \frac{c\langle y,v\rangle_L}{1 + \sqrt c\, y_0}(o + y)`."""
+    y, v = _up(y), _up(v)
+    cb = _as_batch(c, v)
+    sc = cb.sqrt()
+    y0 = time_from_space(y[..., 1:], c)
+    o = torch.cat([torch.ones_like(y0) / sc, torch.zeros_like(y[..., 1:])], dim=-1)
+    return v + cb * inner(y, v, keepdim=True) / (1.0 + sc * y0) * (o + y)
+
+
+def transp0back(x: torch.Tensor, v: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    r"""Parallel transport of ``v`` from ``x`` back to the origin (inverse of :func:`transp0`)."""
+    x, v = _up(x), _up(v)
+    cb = _as_batch(c, v)
+    sc = cb.sqrt()
+    x0 = time_from_space(x[..., 1:], c)
+    o = torch.cat([torch.ones_like(x0) / sc, torch.zeros_like(x[..., 1:])], dim=-1)
+    return v + cb * inner(o, v, keepdim=True) / (1.0 + sc * x0) * (o + x)
+
+
+def random(
+    *shape: int,
+    radius: float | torch.Tensor = 1.0,
+    c: float | torch.Tensor = 1.0,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Points at hyperbolic distance ``radius`` from the origin in uniform directions.
+
+    ``shape`` includes the last dimension ``D + 1``. ``radius`` may be a tensor
+    broadcastable to ``shape[:-1]`` (e.g. log-uniform radii for a sweep).
+    """
+    dtype = dtype or torch.get_default_dtype()
+    g = torch.randn(*shape[:-1], shape[-1] - 1, dtype=dtype, device=device, generator=generator)
+    g = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    r = torch.as_tensor(radius, dtype=dtype, device=device)
+    if r.dim() > 0:
+        r = r.unsqueeze(-1)
+    us = g * r / _as_batch(c, g).sqrt()
+    return expmap0(torch.cat([torch.zeros_like(us[..., :1]), us], dim=-1), c)
