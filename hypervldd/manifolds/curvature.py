@@ -58,7 +58,18 @@ class Curvature(nn.Module):
             raw = math.log(frac / (1.0 - frac))
             self.raw = nn.Parameter(torch.tensor(raw, dtype=torch.get_default_dtype()))
         else:
-            self.register_buffer("_value", torch.tensor(c, dtype=torch.get_default_dtype()))
+            # float64 so that c = 0.7 is not rounded for float64 users; kept so by _apply.
+            self.register_buffer("_value", torch.tensor(c, dtype=torch.float64))
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202
+        # Module.float()/half() would round the fixed value and the log-bounds;
+        # device moves still apply. The learnable raw parameter follows the module.
+        super()._apply(fn, recurse)
+        for name in ("_value", "_log_lo", "_log_hi"):
+            buf = getattr(self, name, None)
+            if buf is not None and buf.dtype != torch.float64:
+                setattr(self, name, buf.to(torch.float64))
+        return self
 
     def forward(self) -> torch.Tensor:
         """The current value of ``c`` as a 0-d tensor."""

@@ -47,7 +47,9 @@ class Lorentz(Manifold):
     def _tangent_residual(
         self, x: torch.Tensor, u: torch.Tensor, rtol: float
     ) -> tuple[bool, str | None]:
-        scale = (x.abs() * u.abs()).sum(-1) + torch.finfo(u.dtype).tiny
+        # relative to |x| |u|: the residual of a tangent vector at the origin is
+        # u0 / sqrt(c), which must be small against |u|, not against |x0 u0|
+        scale = x.norm(dim=-1) * u.norm(dim=-1) + torch.finfo(u.dtype).tiny
         worst = float((math.inner(x, u).abs() / scale).max())
         if worst > rtol:
             return False, f"relative residual of <x,u>_L is {worst:.3g} > {rtol:.3g}"

@@ -79,8 +79,12 @@ def _up(x: torch.Tensor) -> torch.Tensor:
 
 
 def _safe_sqrt(s2: torch.Tensor) -> torch.Tensor:
-    """``sqrt(max(s2, 0))`` whose gradient at 0 is 0 instead of inf/NaN."""
-    pos = s2 > 0
+    """``sqrt(max(s2, 0))`` whose gradient at 0 is 0 instead of inf/NaN.
+
+    A NaN input stays NaN (``~(s2 <= 0)`` is true for NaN): hiding it as a
+    zero distance would make bad input undetectable when validation is off.
+    """
+    pos = ~(s2 <= 0)
     return torch.where(pos, torch.sqrt(torch.where(pos, s2, torch.ones_like(s2))), 0.0)
 
 
@@ -133,22 +137,26 @@ def sinh_half_dist(
     x, y = _up(x), _up(y)
     dt = torch.promote_types(x.dtype, y.dtype)
     x, y = x.to(dt), y.to(dt)
-    sc = _as_batch(c, x).sqrt()
-    xs = sc * x[..., 1:]
-    ys = sc * y[..., 1:]
-    a2 = (xs * xs).sum(-1)
-    b2 = (ys * ys).sum(-1)
-    a = a2.sqrt()
-    b = b2.sqrt()
+    # Differences are taken on the raw coordinates and c is applied to the scalar
+    # sums: scaling the coordinates first (X = sqrt(c) x) would round each one,
+    # a perturbation of eps * sinh(r) in distance, 1e-3 at radius 10 in float32.
+    cb = _as_batch(c, x).squeeze(-1) if isinstance(c, torch.Tensor) else float(c)
+    xs = x[..., 1:]
+    ys = y[..., 1:]
+    delta = xs - ys
+    a2 = cb * (xs * xs).sum(-1)
+    b2 = cb * (ys * ys).sum(-1)
+    # radii; the safe root keeps the gradient finite for a point at the origin
+    a = _safe_sqrt(a2)
+    b = _safe_sqrt(b2)
     x0 = torch.sqrt(1.0 + a2)
     y0 = torch.sqrt(1.0 + b2)
-    delta = xs - ys
     # a^2 - b^2 from differences: no cancellation when the displacement is radial.
-    a2mb2 = (delta * (xs + ys)).sum(-1)
+    a2mb2 = cb * (delta * (xs + ys)).sum(-1)
     d0 = a2mb2 / (x0 + y0)  # X0 - Y0, exact up to rounding of each factor
 
     # Near the origin: difference form, cancellation bounded by X0 * Y0.
-    diff_s2 = ((delta * delta).sum(-1) - d0 * d0).clamp_min(0) / 4.0
+    diff_s2 = (cb * (delta * delta).sum(-1) - d0 * d0).clamp_min(0) / 4.0
 
     # Away from it: law-of-cosines split, two non-negative terms.
     split = a * b > 1.0
@@ -158,12 +166,15 @@ def sinh_half_dist(
     amb = a2mb2 / torch.where(split, a + b, torch.ones_like(a))
     # b Xs - a Ys = m (Xs - Ys) - (a - b) P with m the smaller radius and P its
     # point: the two products are then of size a b, not max(a, b)^2, so their
-    # rounding does not swamp the angular term of far pairs.
+    # rounding does not swamp the angular term of far pairs. (X = sqrt(c) x, so
+    # |w_X|^2 = c |w|^2 with w built from the raw coordinates.)
+    # m must come from the same branch as P: torch.minimum would split its
+    # gradient at a tie a == b and break the derivative of w.
     a_le_b = (a <= b).unsqueeze(-1)
-    m = torch.minimum(a, b).unsqueeze(-1)
+    m = torch.where(a_le_b, a.unsqueeze(-1), b.unsqueeze(-1))
     w = m * delta - amb.unsqueeze(-1) * torch.where(a_le_b, xs, ys)
     ab = torch.where(split, a * b, torch.ones_like(a))
-    ang_s2 = (w * w).sum(-1) / (4.0 * ab)
+    ang_s2 = cb * (w * w).sum(-1) / (4.0 * ab)
     split_s2 = sinh_half_dr2 + ang_s2
 
     s2 = torch.where(split, split_s2, diff_s2)
@@ -217,13 +228,15 @@ def pairwise_dist(
     x, y = x.to(dt), y.to(dt)
     if isinstance(c, torch.Tensor) and c.dim() > 0:
         c = c.reshape(())
-    sc = _sqrt_c(c, x)
-    xs = sc * x[:, 1:]
-    ys = sc * y[:, 1:]
-    x0 = torch.sqrt(1.0 + (xs * xs).sum(-1))
-    y0 = torch.sqrt(1.0 + (ys * ys).sum(-1))
-    xn = torch.linalg.vector_norm(xs, dim=-1)
-    yn = torch.linalg.vector_norm(ys, dim=-1)
+    cf = c.to(dt) if isinstance(c, torch.Tensor) else float(c)
+    sc = cf**0.5
+    # Raw coordinates in the GEMM, c applied to the scalars (see sinh_half_dist).
+    xs = x[:, 1:]
+    ys = y[:, 1:]
+    x0 = torch.sqrt(1.0 + cf * (xs * xs).sum(-1))
+    y0 = torch.sqrt(1.0 + cf * (ys * ys).sum(-1))
+    xn = sc * torch.linalg.vector_norm(xs, dim=-1)
+    yn = sc * torch.linalg.vector_norm(ys, dim=-1)
     e = torch.finfo(dt).eps
     # Accept the GEMM value only where its error bound is below 1e-4 of z, so
     # the relative error of d (about half that of z) stays far inside 1e-3.
@@ -232,10 +245,10 @@ def pairwise_dist(
     out = []
     for i in range(0, x.shape[0], max(1, chunk)):
         xi, x0i, xni = xs[i : i + chunk], x0[i : i + chunk], xn[i : i + chunk]
-        z = torch.outer(x0i, y0) - xi @ ys.T - 1.0
+        z = torch.outer(x0i, y0) - cf * (xi @ ys.T) - 1.0
         bound = 4.0 * e * (torch.outer(x0i, y0) + torch.outer(xni, yn))
         bad = bound > accept * z.clamp_min(0)
-        s = torch.sqrt(z.clamp_min(0) / 2.0)
+        s = _safe_sqrt(z / 2.0)
         if bool(bad.any()):
             ii, jj = bad.nonzero(as_tuple=True)
             xa = x[i : i + chunk][ii].to(slow)
@@ -281,13 +294,17 @@ def logmap0(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
 def expmap(x: torch.Tensor, u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     r"""Exponential map :math:`\cosh(\sqrt c\|u\|)x + \frac{\sinh(\sqrt c\|u\|)}{\sqrt c\|u\|}u`.
 
-    ``u`` must be tangent at ``x``; the step length ``sqrt(c)|u|_L`` is capped at
-    :func:`~hypervldd.numerics.max_radius`. The result is re-projected.
+    ``u`` must be tangent at ``x``; the step length ``sqrt(c)|u|_L`` is capped so
+    that the result lies within :func:`~hypervldd.numerics.max_radius` of the
+    origin. The result is re-projected.
     """
     x, u = _up(x), _up(u)
     sc = _as_batch(c, u).sqrt()
     n = sc * norm(u, keepdim=True)
-    rmax = max_radius(u.dtype)
+    # Cap the step so that the end point stays within max_radius of the origin
+    # (by the triangle inequality); beyond it coordinates would overflow.
+    r_x = torch.asinh(sc * torch.linalg.vector_norm(x[..., 1:], dim=-1, keepdim=True))
+    rmax = (max_radius(u.dtype) - r_x.detach()).clamp_min(0.0)
     over = n > rmax
     scale = torch.where(over, rmax / torch.where(over, n, torch.ones_like(n)), 1.0)
     nc = n * scale
@@ -388,5 +405,5 @@ def random(
     r = torch.as_tensor(radius, dtype=dtype, device=device)
     if r.dim() > 0:
         r = r.unsqueeze(-1)
-    us = g * r / _as_batch(c, g).sqrt()
+    us = g * r  # at the origin the tangent norm is the distance
     return expmap0(torch.cat([torch.zeros_like(us[..., :1]), us], dim=-1), c)
