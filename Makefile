@@ -34,6 +34,7 @@ format: setup
 setup: $(VENV)/.installed $(VENV)/.data
 
 $(BIN)/python:
+	@bash tools/bootstrap_system.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.torch: | $(BIN)/python

@@ -13,9 +13,9 @@ import hypervldd
 from hypervldd.kernels import lorentz_dist_rows
 from hypervldd.kernels.reference import lorentz_dist_rows_ref
 from hypervldd.manifolds import Lorentz
+from hypervldd.manifolds.accuracy import lorentz_pairs
 
 from .conftest import require_extension
-from .manifolds._grid import lorentz_pairs
 
 
 def test_backend_info_names_a_backend_and_a_reason() -> None:
@@ -60,7 +60,9 @@ def test_compiled_op_gradients_opcheck_and_compile() -> None:
     y = m.random(5, 4, radius=2.0, dtype=torch.float64).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a, b: lorentz_dist_rows(a, b, 0.7), (x, y))
     torch.library.opcheck(torch.ops.hypervldd.lorentz_dist_rows.default, (x, y, 0.7))
-    torch.library.opcheck(torch.ops.hypervldd.lorentz_dist_rows.default, (x.detach(), y.detach(), 2.0))
+    torch.library.opcheck(
+        torch.ops.hypervldd.lorentz_dist_rows.default, (x.detach(), y.detach(), 2.0)
+    )
     # zero distance: zero subgradient, not NaN
     (g,) = torch.autograd.grad(lorentz_dist_rows(x, x.detach()).sum(), x)
     assert torch.all(g == 0)

@@ -33,7 +33,10 @@ def main() -> int:
     if not sources:
         print("compile_cuda: no .cu sources", file=sys.stderr)
         return 1
-    incs = include_paths() + [os.path.join(HERE, "csrc", "include"), sysconfig.get_paths()["include"]]
+    incs = include_paths() + [
+        os.path.join(HERE, "csrc", "include"),
+        sysconfig.get_paths()["include"],
+    ]
     incs.append(os.path.join(cuda_home, "include"))
     flags = [
         "-std=c++20",

@@ -102,9 +102,7 @@ class Euclidean(Manifold):
         size = _flat_size(size)
         dtype = dtype or torch.get_default_dtype()
         g = torch.randn(*size, dtype=dtype, device=device, generator=generator)
-        g = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(
-            torch.finfo(dtype).tiny
-        )
+        g = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
         r = torch.as_tensor(radius, dtype=dtype, device=device)
         return g * (r.unsqueeze(-1) if r.dim() > 0 else r)
 
@@ -217,9 +215,7 @@ class Sphere(Manifold):
         dtype = dtype or torch.get_default_dtype()
         g = torch.randn(*size, dtype=dtype, device=device, generator=generator)
         g[..., 0] = 0.0
-        g = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(
-            torch.finfo(dtype).tiny
-        )
+        g = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
         r = torch.as_tensor(radius, dtype=dtype, device=device)
         return self.expmap0(g * (r.unsqueeze(-1) if r.dim() > 0 else r))
 

@@ -168,4 +168,6 @@ def _two_dims(x: torch.Tensor, y: torch.Tensor) -> None:
             f"x and y must be 2-D (N, D) and (M, D), got {tuple(x.shape)} and {tuple(y.shape)}"
         )
     if x.shape[-1] != y.shape[-1]:
-        raise ValueError(f"x and y must share the last dimension, got {x.shape[-1]} and {y.shape[-1]}")
+        raise ValueError(
+            f"x and y must share the last dimension, got {x.shape[-1]} and {y.shape[-1]}"
+        )

@@ -17,8 +17,13 @@ import torch
 
 from hypervldd.manifolds import lorentz_math as lm
 from hypervldd.manifolds import poincare_math as pm
-
-from ._grid import DIRECTIONS, DISTANCES, RADII, lorentz_pairs, poincare_pairs
+from hypervldd.manifolds.accuracy import (
+    DIRECTIONS,
+    DISTANCES,
+    RADII,
+    lorentz_pairs,
+    poincare_pairs,
+)
 
 GRID = list(itertools.product(RADII, DISTANCES, DIRECTIONS))
 ENVELOPE_F32 = 1e-3
@@ -80,14 +85,14 @@ def test_reference_is_trustworthy_float64_vs_mpmath() -> None:
         ys = [mpmath.mpf(float(v)) for v in y[0, 1:]]
         x0 = mpmath.sqrt(1 + sum(a * a for a in xs))
         y0 = mpmath.sqrt(1 + sum(a * a for a in ys))
-        exact = mpmath.acosh(x0 * y0 - sum(a * b for a, b in zip(xs, ys)))
+        exact = mpmath.acosh(x0 * y0 - sum(a * b for a, b in zip(xs, ys, strict=True)))
         worst_l = max(worst_l, abs(float((mpmath.mpf(got) - exact) / exact)))
 
         p, q = poincare_pairs(r, d, direction, n=1, dim=16)
         got = float(pm.dist(p, q, 1.0)[0])
         ps = [mpmath.mpf(float(v)) for v in p[0]]
         qs = [mpmath.mpf(float(v)) for v in q[0]]
-        sq = sum((a - b) ** 2 for a, b in zip(ps, qs))
+        sq = sum((a - b) ** 2 for a, b in zip(ps, qs, strict=True))
         ap = 1 - sum(a * a for a in ps)
         aq = 1 - sum(a * a for a in qs)
         exact = mpmath.acosh(1 + 2 * sq / (ap * aq))

@@ -19,9 +19,7 @@ C = 1.3
 
 
 def _log_uniform(lo: float, hi: float, n: int, dtype: torch.dtype) -> torch.Tensor:
-    return torch.logspace(torch.log10(torch.tensor(lo)), torch.log10(torch.tensor(hi)), n).to(
-        dtype
-    )
+    return torch.logspace(torch.log10(torch.tensor(lo)), torch.log10(torch.tensor(hi)), n).to(dtype)
 
 
 def _directions(n: int, d: int, dtype: torch.dtype) -> torch.Tensor:
@@ -72,9 +70,12 @@ def test_lorentz_sweep(dtype: torch.dtype) -> None:
 def test_poincare_sweep(dtype: torch.dtype) -> None:
     n, d = 40, 6
     maxr = (1.0 - ball_margin(dtype)) / C**0.5
-    norms = torch.cat(
-        [torch.zeros(1, dtype=dtype), _log_uniform(1e-15, 1.0, n - 2, dtype), torch.ones(1)]
-    ).to(dtype) * maxr
+    norms = (
+        torch.cat(
+            [torch.zeros(1, dtype=dtype), _log_uniform(1e-15, 1.0, n - 2, dtype), torch.ones(1)]
+        ).to(dtype)
+        * maxr
+    )
     x = pm.projx(_directions(n, d, dtype) * norms[:, None], C).requires_grad_(True)
     y = pm.projx(_directions(n, d, dtype) * norms.flip(0)[:, None], C).requires_grad_(True)
     v = torch.ones_like(x)

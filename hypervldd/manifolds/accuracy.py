@@ -1,0 +1,135 @@
+"""The accuracy envelope: point pairs at a prescribed radius, distance and direction.
+
+DESIGN's precision contract is stated on the grid radius {0.1, 1, 3, 5, 8, 10}
+x distance {1e-3, 1e-2, 0.1, 1, 10} x direction {radial out, radial in,
+tangential, random}: a float32 distance must be within 1e-3 relative of a
+float64 evaluation of the same (float32-rounded) inputs. This module builds
+those pairs exactly (in float64, by walking along geodesics) and measures any
+distance function on them; the tests, ``benchmarks/geometry_precision.py`` and
+``hypervldd demo`` use it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from . import conversions
+from . import lorentz_math as lm
+from . import poincare_math as pm
+
+RADII = (0.1, 1.0, 3.0, 5.0, 8.0, 10.0)
+DISTANCES = (1e-3, 1e-2, 0.1, 1.0, 10.0)
+DIRECTIONS = ("radial_out", "radial_in", "tangential", "random")
+
+__all__ = [
+    "RADII",
+    "DISTANCES",
+    "DIRECTIONS",
+    "lorentz_pairs",
+    "poincare_pairs",
+    "relative_error",
+    "envelope",
+    "naive_lorentz_dist",
+    "naive_poincare_dist",
+]
+
+
+def lorentz_pairs(
+    radius: float,
+    distance: float,
+    direction: str,
+    *,
+    n: int = 8,
+    dim: int = 64,
+    c: float = 1.0,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` float64 Lorentz pairs with ``d(o, x) = radius`` and ``d(x, y) = distance``."""
+    g = torch.Generator().manual_seed(seed)
+    f64 = torch.float64
+    u = torch.randn(n, dim, generator=g, dtype=f64)
+    u = u / u.norm(dim=-1, keepdim=True)
+    x = lm.expmap0(torch.nn.functional.pad(u * radius / math.sqrt(c), (1, 0)), c)
+    if direction == "radial_out":
+        v = u
+    elif direction == "radial_in":
+        v = -u
+    elif direction == "tangential":
+        h = torch.randn(n, dim, generator=g, dtype=f64)
+        h = h - (h * u).sum(-1, keepdim=True) * u
+        v = h / h.norm(dim=-1, keepdim=True)
+    elif direction == "random":
+        h = torch.randn(n, dim, generator=g, dtype=f64)
+        v = h / h.norm(dim=-1, keepdim=True)
+    else:
+        raise ValueError(direction)
+    # Move the unit direction from the origin to x, then walk `distance` along it.
+    t = lm.transp0(x, torch.nn.functional.pad(v, (1, 0)), c)
+    t = t / lm.norm(t, keepdim=True)
+    y = lm.expmap(x, t * distance, c)
+    return x, y
+
+
+def poincare_pairs(
+    radius: float, distance: float, direction: str, **kw: object
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same pairs mapped isometrically to the Poincaré ball."""
+    c = float(kw.get("c", 1.0))
+    x, y = lorentz_pairs(radius, distance, direction, **kw)
+    return conversions.lorentz_to_poincare(x, c), conversions.lorentz_to_poincare(y, c)
+
+
+def relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
+    """Worst relative error of ``got`` against ``ref`` over pairs with ``ref > 0``."""
+    got, ref = got.double(), ref.double()
+    pos = ref > 0
+    if not bool(pos.any()):
+        return 0.0
+    return float(((got - ref).abs() / ref)[pos].max())
+
+
+def naive_lorentz_dist(x: torch.Tensor, y: torch.Tensor, c: float = 1.0) -> torch.Tensor:
+    """The GEMM form ``acosh(-c <x, y>_L) / sqrt(c)`` (MERU / geoopt style), for comparison."""
+    x, y = lm.projx(x, c), lm.projx(y, c)
+    return torch.acosh((-c * lm.inner(x, y)).clamp_min(1.0)) / c**0.5
+
+
+def naive_poincare_dist(x: torch.Tensor, y: torch.Tensor, c: float = 1.0) -> torch.Tensor:
+    """The GEMM form ``acosh(1 + 2c(|x|^2 + |y|^2 - 2x.y) / ((1-c|x|^2)(1-c|y|^2)))``."""
+    x2, y2, xy = (x * x).sum(-1), (y * y).sum(-1), (x * y).sum(-1)
+    sq = (x2 + y2 - 2 * xy).clamp_min(0)
+    return torch.acosh(1 + 2 * c * sq / ((1 - c * x2) * (1 - c * y2))) / c**0.5
+
+
+def envelope(
+    manifold: str,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    n: int = 8,
+    dim: int = 64,
+) -> dict[tuple[float, float], float]:
+    """Worst float32 relative error of ``fn`` per (radius, distance), over all directions.
+
+    ``fn(x, y)`` maps float32 pairs ``(n, ...)`` to ``(n,)`` distances; the
+    reference is the library distance evaluated in float64 on the same rounded
+    inputs. Poincaré inputs are projected into the float32 ball first (partners
+    at radius 20 round onto the boundary).
+    """
+    ref_fn = lm.dist if manifold == "lorentz" else pm.dist
+    table: dict[tuple[float, float], float] = {}
+    for r in RADII:
+        for d in DISTANCES:
+            worst = 0.0
+            for direction in DIRECTIONS:
+                make = lorentz_pairs if manifold == "lorentz" else poincare_pairs
+                x, y = make(r, d, direction, n=n, dim=dim)
+                x32, y32 = x.float(), y.float()
+                if manifold == "poincare":
+                    x32, y32 = pm.projx(x32, 1.0), pm.projx(y32, 1.0)
+                ref = ref_fn(x32.double(), y32.double(), 1.0)
+                worst = max(worst, relative_error(fn(x32, y32), ref))
+            table[(r, d)] = worst
+    return table
