@@ -105,8 +105,10 @@ def extensions_and_cmdclass():
         )
 
     if cuda_home and cuda_sources:
-        _log(f"building C++ and CUDA kernels (CUDA_HOME={cuda_home}, "
-             f"archs {os.environ['TORCH_CUDA_ARCH_LIST']})")
+        _log(
+            f"building C++ and CUDA kernels (CUDA_HOME={cuda_home}, "
+            f"archs {os.environ['TORCH_CUDA_ARCH_LIST']})"
+        )
         ext = CUDAExtension(
             "hypervldd._C",
             cpp_sources + cuda_sources,

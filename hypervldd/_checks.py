@@ -98,9 +98,7 @@ def check_curvature(c: float | torch.Tensor, name: str = "c") -> float | torch.T
     return c
 
 
-def check_last_dim(
-    tensors: Sequence[tuple[torch.Tensor, str]], expected: int | None = None
-) -> int:
+def check_last_dim(tensors: Sequence[tuple[torch.Tensor, str]], expected: int | None = None) -> int:
     """Require every tensor's last dimension to agree (and equal ``expected``)."""
     dims = {name: t.shape[-1] for t, name in tensors}
     values = set(dims.values())
