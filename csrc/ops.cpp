@@ -11,6 +11,13 @@
 
 TORCH_LIBRARY(hypervldd, m) {
   m.def("lorentz_dist_rows(Tensor x, Tensor y, float c) -> Tensor");
+  // manifold: 0 lorentz (x: (N, D+1) time first), 1 poincare, 2 euclidean.
+  // c: a one-element tensor (read on the host), so autograd can reach it.
+  m.def("pairwise_dist(Tensor x, Tensor y, Tensor c, int manifold) -> Tensor");
+  // Backward helper: distances d, per-pair gradient factors f (N, M) and the
+  // mask of pairs whose gradient must come from the difference form.
+  m.def("pairwise_dist_factor(Tensor x, Tensor y, Tensor c, int manifold)"
+        " -> (Tensor, Tensor, Tensor)");
 }
 
 static bool cuda_compiled() {

@@ -37,7 +37,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(quick=args.quick)
+    return run_demo(quick=args.quick, geometry=args.geometry)
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
@@ -50,13 +50,243 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         "demo", help="run the package's main job end to end on built-in data and print the result"
     )
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    p.add_argument(
+        "--geometry", action="store_true", help="also run the precision and tree-embedding stages"
+    )
     p.set_defaults(func=_cmd_demo)
+
+
+def _csv(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _int_csv(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in _csv(text)]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from err
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"budgets must be positive, got {text!r}")
+    return values
+
+
+def _json_obj(text: str) -> dict:
+    import json
+
+    src = text
+    if not text.lstrip().startswith("{"):
+        try:
+            with open(text) as f:
+                src = f.read()
+        except OSError as err:
+            raise argparse.ArgumentTypeError(
+                f"not a JSON object or a readable file: {text!r}"
+            ) from err
+    try:
+        obj = json.loads(src)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"invalid JSON: {err}") from err
+    if not isinstance(obj, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return obj
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="emoji", help="emoji, fashion-mnist, or a local file")
+    p.add_argument("--image-encoder", default="efficientnet-lite0")
+    p.add_argument("--text-encoder", default="minilm-l6-v2")
+    p.add_argument("--open-clip-checkpoint", default=None, help="local open_clip weights")
+    p.add_argument("--limit", type=int, default=None, help="use only this many base images")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/hypervldd)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _protocol_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--protocol",
+        type=_json_obj,
+        default=None,
+        help="protocol overrides: a JSON object or a JSON file",
+    )
+    p.add_argument("--seeds", type=int, default=None, help="number of student seeds")
+    p.add_argument(
+        "--geometry",
+        choices=["euclidean", "lorentz", "poincare"],
+        default=None,
+        help="student head geometry",
+    )
+
+
+def _protocol(args: argparse.Namespace):  # noqa: ANN202
+    from .eval import EvalProtocol
+
+    base = EvalProtocol().to_dict()
+    base.update(args.protocol or {})
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise CliError("--seeds must be at least 1")
+        base["seeds"] = list(range(args.seeds))
+    if args.geometry is not None:
+        base.setdefault("student", {})
+        base["student"] = dict(base["student"], geometry=args.geometry)
+    return EvalProtocol.from_dict(base)
+
+
+def _features(args: argparse.Namespace, splits=("train", "val", "test")):  # noqa: ANN001, ANN202
+    from .pipeline import prepare
+
+    return prepare(
+        args.dataset,
+        image_encoder=args.image_encoder,
+        text_encoder=args.text_encoder,
+        splits=splits,
+        cache_dir=args.cache_dir,
+        limit=args.limit,
+        open_clip_checkpoint=args.open_clip_checkpoint,
+        progress=not args.no_progress,
+    )
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    feats = _features(args)
+    for split, f in feats.items():
+        print(
+            f"{split}: {f.image_features.shape[0]} images x {f.image_features.shape[1]}, "
+            f"{f.text_features.shape[0]} captions x {f.text_features.shape[1]}"
+        )
+    return 0
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from .pipeline import distill
+
+    feats = _features(args, ("train",))
+    syn = distill(
+        feats["train"],
+        args.method,
+        args.budget,
+        seed=args.seed,
+        config=args.config,
+        out=args.out,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{args.method}: {syn.num_pairs} pairs, {syn.storage_floats()} stored floats -> {args.out}"
+    )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .distill import SyntheticSet
+    from .pipeline import evaluate_set
+
+    feats = _features(args)
+    train = feats["train"] if args.full_data else SyntheticSet.load(args.artifact)
+    res = evaluate_set(train, feats["test"], _protocol(args), val=feats.get("val"))
+    print(res.summary() if hasattr(res, "summary") else res)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .distill import available_methods
+    from .pipeline import compare
+
+    methods = args.methods or available_methods()
+    unknown = sorted(set(methods) - set(available_methods()))
+    if unknown:
+        raise CliError(f"unknown methods {unknown}; available: {available_methods()}")
+    feats = _features(args)
+    result = compare(
+        feats,
+        methods,
+        args.budgets,
+        protocol=_protocol(args),
+        seed=args.seed,
+        references=not args.no_references,
+        out_dir=args.out_dir,
+        progress=not args.no_progress,
+    )
+    print(result.markdown())
+    if args.out_dir:
+        print(f"\nwritten: {args.out_dir}/results.md, results.json, recall_vs_budget.png")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from .pipeline import _load_dataset, inspect_artifact
+
+    real = dataset = None
+    if args.dataset:
+        real = _features(args, ("train",))["train"]
+        if args.grid:
+            dataset = _load_dataset(args.dataset, args.limit, not args.no_progress)
+    info = inspect_artifact(args.artifact, real, k=args.k, grid_png=args.grid, dataset=dataset)
+    print(json.dumps(info["manifest"], indent=2, default=str))
+    print(f"pairs: {info['pairs']}, stored floats: {info['storage_floats']}")
+    for i, caps in enumerate(info.get("nearest_captions", [])):
+        print(f"[{i}] image ~ {info['nearest_images'][i]}; text ~ " + " | ".join(caps))
+    if info.get("grid_png"):
+        print(f"grid of nearest real images: {info['grid_png']}")
+    return 0
+
+
+def _add_pipeline(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="encode a dataset's splits into the feature cache")
+    _data_args(p)
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("distill", help="distil the training split into a synthetic set")
+    _data_args(p)
+    p.add_argument("--method", required=True, help="a distillation method (see `compare --help`)")
+    p.add_argument("--budget", type=int, required=True, help="number of synthetic pairs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", type=_json_obj, default=None, help="method config (JSON)")
+    p.add_argument("--out", required=True, help="artifact path (.safetensors)")
+    p.add_argument("--checkpoint-dir", default=None)
+    p.add_argument("--resume", action="store_true", help="resume from --checkpoint-dir")
+    p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser("evaluate", help="train students on a synthetic set and report recall")
+    _data_args(p)
+    _protocol_args(p)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--artifact", help="a synthetic-set artifact")
+    g.add_argument("--full-data", action="store_true", help="the full training split instead")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compare", help="several methods and budgets under one protocol")
+    _data_args(p)
+    _protocol_args(p)
+    p.add_argument("--methods", type=_csv, default=None, help="comma-separated (default: all)")
+    p.add_argument("--budgets", type=_int_csv, default=[100], help="comma-separated pair counts")
+    p.add_argument("--seed", type=int, default=0, help="distillation seed")
+    p.add_argument("--out-dir", default=None, help="write results.md/.json and a plot here")
+    p.add_argument("--no-references", action="store_true", help="skip the full-data row")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("inspect", help="an artifact's manifest, budget and nearest real data")
+    p.add_argument("artifact")
+    _data_args(p)
+    p.set_defaults(dataset=None)
+    p.add_argument("--k", type=int, default=3, help="nearest captions per synthetic text")
+    p.add_argument("--grid", default=None, help="PNG grid of the nearest real images")
+    p.set_defaults(func=_cmd_inspect)
 
 
 #: name -> function adding the subcommand to the parser
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "info": _add_info,
     "demo": _add_demo,
+    "pipeline": _add_pipeline,
 }
 
 
@@ -78,6 +308,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CliError as err:
+        print(f"hypervldd: error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, PermissionError, ImportError) as err:
+        # Expected failures of the layers below (bad files, missing data
+        # packages, invalid configs) carry messages that name what is wrong.
         print(f"hypervldd: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -194,7 +194,10 @@ def pairwise_dist(
             ii, jj = bad.nonzero(as_tuple=True)
             dd = (xi[ii].to(slow) - y[jj].to(slow)).pow(2).sum(-1)
             sq = sq.index_put((ii, jj), dd.to(dt))
-        t = sc * torch.sqrt(sq) / torch.sqrt(ax[i : i + chunk, None] * ay[None, :])
+        # sqrt with a zero gradient at coincident points (not 0 * inf = NaN)
+        pos = sq > 0
+        root = torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), 0.0)
+        t = sc * root / torch.sqrt(ax[i : i + chunk, None] * ay[None, :])
         out.append(2.0 * torch.asinh(t) / sc)
     return torch.cat(out, 0) if out else x.new_zeros((0, y.shape[0]))
 
@@ -259,13 +262,18 @@ def gyration(
     ``A = -c^2 <u,w>|v|^2 + c <v,w> + 2 c^2 <u,v><v,w>``,
     ``B = -c^2 <v,w>|u|^2 - c <u,w>``, ``D = 1 + 2c<u,v> + c^2 |u|^2 |v|^2``.
     """
+    # Evaluated in float64: for u = y, v = -x with x close to y near the boundary,
+    # D = 1 - 2c<x,y> + c^2|x|^2|y|^2 ~ (1 - c|x|^2)^2 cancels to 0 in float32.
+    out_dtype = torch.promote_types(torch.promote_types(u.dtype, v.dtype), w.dtype)
+    u, v, w = u.double(), v.double(), w.double()
     cb = _as_batch(c, w)
     uw, vw, uv = _dot(u, w), _dot(v, w), _dot(u, v)
     u2, v2 = _dot(u, u), _dot(v, v)
     a = -cb * cb * uw * v2 + cb * vw + 2 * cb * cb * uv * vw
     b = -cb * cb * vw * u2 - cb * uw
     d = 1 + 2 * cb * uv + cb * cb * u2 * v2
-    return w + 2 * (a * u + b * v) / d.clamp_min(torch.finfo(w.dtype).tiny)
+    out = w + 2 * (a * u + b * v) / d.clamp_min(torch.finfo(w.dtype).tiny)
+    return out.to(out_dtype)
 
 
 def transp(

@@ -129,3 +129,8 @@ def test_zero_distance_gradient_is_zero_not_nan() -> None:
     x = _lorentz(radius=5.0).requires_grad_(True)
     (g,) = torch.autograd.grad(lm.pairwise_dist(x, x.detach(), C).diagonal().sum(), x)
     assert torch.isfinite(g).all() and torch.all(g == 0)
+    p = _ball(radius=3.0).requires_grad_(True)
+    (g,) = torch.autograd.grad(pm.pairwise_dist(p, p.detach(), C).sum(), p)
+    assert torch.isfinite(g).all()
+    (g,) = torch.autograd.grad(pm.pairwise_dist(p, p.detach(), C).diagonal().sum(), p)
+    assert torch.all(g == 0)

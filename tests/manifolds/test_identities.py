@@ -151,3 +151,15 @@ def test_spot_values_against_mpmath() -> None:
         p = torch.tensor([[rho / math.sqrt(c), 0.0]], dtype=F64)
         exact = 2 / mpmath.sqrt(c) * mpmath.atanh(mpmath.mpf(rho))
         assert abs(float(pm.dist0(p, c)[0]) - float(exact)) <= 1e-12 * float(exact)
+
+
+def test_poincare_transport_near_the_float32_boundary_preserves_norms() -> None:
+    # x and y close together at radius 11: the gyration's denominator
+    # ~ (1 - c|x|^2)^2 ~ 1e-9 cancels to 0 if evaluated in float32.
+    x = pm.random(6, 8, radius=11.0, dtype=torch.float32, generator=_gen(3))
+    y = pm.expmap(x, 1e-6 * torch.randn(6, 8, generator=_gen(4)), 1.0)
+    v = torch.randn(6, 8, generator=_gen(5))
+    t = pm.transp(x, y, v, 1.0)
+    assert torch.isfinite(t).all()
+    ratio = pm.norm(y, t, 1.0) / pm.norm(x, v, 1.0)
+    assert torch.allclose(ratio, torch.ones_like(ratio), rtol=1e-3)

@@ -1,0 +1,75 @@
+"""Distillation: methods behind one interface, and the :class:`SyntheticSet` artifact.
+
+``get_distiller(name, **config).fit(real, budget, seed) -> SyntheticSet``;
+``SyntheticSet.save(path)`` / ``SyntheticSet.load(path)``.
+
+Methods: ``random``, ``herding``, ``kcenter``, ``forgetting`` (coresets);
+``moment_matching``, ``covmatch``, ``raha`` and ``rank_align`` (gradient-based,
+on the optimisation engine of :mod:`.engine`).
+"""
+
+from ._io import ArtifactError
+from .artifact import (
+    ARTIFACT_FORMAT,
+    ARTIFACT_VERSION,
+    LowRankSimilarity,
+    SyntheticSet,
+    read_artifact_manifest,
+)
+from .base import Distiller, RealData, available_methods, get_distiller, prepare_real, register
+from .coreset import (
+    Forgetting,
+    ForgettingConfig,
+    Herding,
+    HerdingConfig,
+    KCenter,
+    KCenterConfig,
+    RandomConfig,
+    RandomCoreset,
+)
+from .covmatch import (
+    CovMatch,
+    CovMatchConfig,
+    MomentMatching,
+    MomentMatchingConfig,
+    cross_covariance,
+)
+from .engine import DivergenceError, EngineConfig, GradientDistiller, kmeans_init, random_init
+from .hyperbolic import RAHAConfig, RAHADistiller, RankAlignConfig, RankAlignDistiller
+
+__all__ = [
+    "ArtifactError",
+    "ARTIFACT_FORMAT",
+    "ARTIFACT_VERSION",
+    "SyntheticSet",
+    "LowRankSimilarity",
+    "read_artifact_manifest",
+    "Distiller",
+    "RealData",
+    "prepare_real",
+    "register",
+    "get_distiller",
+    "available_methods",
+    "RandomCoreset",
+    "RandomConfig",
+    "Herding",
+    "HerdingConfig",
+    "KCenter",
+    "KCenterConfig",
+    "Forgetting",
+    "ForgettingConfig",
+    "GradientDistiller",
+    "RAHAConfig",
+    "RAHADistiller",
+    "RankAlignConfig",
+    "RankAlignDistiller",
+    "EngineConfig",
+    "DivergenceError",
+    "random_init",
+    "kmeans_init",
+    "CovMatch",
+    "CovMatchConfig",
+    "MomentMatching",
+    "MomentMatchingConfig",
+    "cross_covariance",
+]

@@ -1,0 +1,434 @@
+"""Optimisation engine for gradient-based distillation methods.
+
+A method subclasses :class:`GradientDistiller` and supplies a loss of the
+synthetic tensors (:meth:`GradientDistiller._loss`) and, optionally, auxiliary
+state such as an online student (:meth:`_setup`, :meth:`_aux_modules`,
+:meth:`_aux_optimizers`). The engine owns the rest:
+
+* initialisation from real pairs: ``"random"`` (distinct images) or
+  ``"kmeans"`` (the real pair nearest to each k-means centroid);
+* the synthetic-data optimiser (per-modality learning rates);
+* a tqdm progress bar, periodic validation through a callback;
+* checkpoints every ``checkpoint_every`` steps (safetensors + JSON, atomic,
+  never pickled) holding the synthetic tensors, every optimiser state, the
+  auxiliary modules, the RNG states, the step and the history, so that a resumed
+  run produces the same artifact bit for bit on CPU;
+* a stop with a clear error on a NaN/inf loss or synthetic tensor, leaving the
+  last good checkpoint untouched.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._io import ArtifactError, read_container, write_container
+from .artifact import SyntheticSet
+from .base import Distiller, RealData
+from .coreset import select_pairs
+
+__all__ = [
+    "EngineConfig",
+    "GradientDistiller",
+    "DivergenceError",
+    "CHECKPOINT_FORMAT",
+    "kmeans_init",
+    "random_init",
+]
+
+CHECKPOINT_FORMAT = "hypervldd.checkpoint"
+INITS = ("random", "kmeans")
+_CKPT = re.compile(r"^step_(\d{8})\.safetensors$")
+
+Validator = Callable[[SyntheticSet, int], Mapping[str, float]]
+
+
+class DivergenceError(FloatingPointError):
+    """The loss or a synthetic tensor became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Settings shared by the gradient-based methods.
+
+    Attributes:
+        iterations: optimisation steps.
+        init: ``"random"`` real pairs (distinct images) or ``"kmeans"``.
+        kmeans_iters: Lloyd iterations of the k-means initialisation.
+        optimizer: ``"sgd"`` or ``"adam"`` for the synthetic tensors.
+        lr_image, lr_text: learning rates of synthetic images and texts.
+        momentum: SGD momentum.
+        real_batch_size: real pairs sampled per step.
+        checkpoint_every: steps between checkpoints (0: never).
+        keep_checkpoints: how many recent checkpoints to keep.
+        validate_every: steps between validation callbacks (0: never).
+        log_every: steps between loss records in the history.
+        normalize_init: start from L2-normalised real features. The students
+            normalise their inputs, so this changes nothing they see, but it puts
+            every encoder's features on one scale, so that the learning rates mean
+            the same thing whatever the encoder (raw features of norm ~300 barely
+            move at lr 1.0).
+    """
+
+    iterations: int = 10000
+    init: str = "random"
+    kmeans_iters: int = 20
+    optimizer: str = "sgd"
+    lr_image: float = 1.0
+    lr_text: float = 1.0
+    momentum: float = 0.5
+    real_batch_size: int = 256
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    validate_every: int = 0
+    log_every: int = 100
+    normalize_init: bool = True
+
+    def __post_init__(self) -> None:
+        if int(self.iterations) < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if not (self.lr_image > 0 and self.lr_text > 0) or self.momentum < 0:
+            raise ValueError("lr_image and lr_text must be > 0 and momentum >= 0")
+        if int(self.real_batch_size) < 2:
+            raise ValueError(f"real_batch_size must be >= 2, got {self.real_batch_size}")
+        for name in ("checkpoint_every", "validate_every", "kmeans_iters"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if int(self.keep_checkpoints) < 1 or int(self.log_every) < 1:
+            raise ValueError("keep_checkpoints and log_every must be >= 1")
+
+
+# -- initialisation ---------------------------------------------------------------------
+def _joint(data: RealData) -> torch.Tensor:
+    z = torch.cat([F.normalize(data.pair_image, dim=-1), F.normalize(data.pair_text, dim=-1)], 1)
+    return z / 2**0.5
+
+
+def random_init(data: RealData, budget: int, gen: torch.Generator) -> torch.Tensor:
+    """Indices of ``budget`` random real pairs with distinct images, ``(budget,)``."""
+    return select_pairs(
+        torch.randperm(data.num_pairs, generator=gen), data.pair_group, budget, True
+    )
+
+
+def kmeans_init(data: RealData, budget: int, gen: torch.Generator, iters: int = 20) -> torch.Tensor:
+    """Indices of the real pairs nearest to ``budget`` k-means centroids, ``(budget,)``.
+
+    k-means (Lloyd, started from random distinct-image pairs) runs on the joint
+    L2-normalised features; each centroid then takes its nearest pair whose image
+    is not taken yet.
+    """
+    z = _joint(data).double()
+    cent = z[random_init(data, budget, gen)].clone()
+    for _ in range(iters):
+        assign = _nearest(z, cent)
+        sums = torch.zeros_like(cent).index_add_(0, assign, z)
+        counts = torch.bincount(assign, minlength=budget).double()
+        keep = counts > 0  # an empty cluster keeps its centroid
+        cent[keep] = sums[keep] / counts[keep, None]
+    taken = torch.zeros(data.num_images, dtype=torch.bool)
+    out = []
+    for k in range(budget):
+        d = ((z - cent[k]) ** 2).sum(1)
+        d[taken[data.pair_group]] = torch.inf
+        i = int(torch.argmin(d))
+        out.append(i)
+        taken[data.pair_group[i]] = True
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def _nearest(z: torch.Tensor, cent: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    c2 = (cent * cent).sum(1)
+    out = []
+    for i in range(0, z.shape[0], chunk):
+        out.append((c2[None, :] - 2.0 * z[i : i + chunk] @ cent.T).argmin(1))
+    return torch.cat(out)
+
+
+# -- optimiser state <-> (tensors, JSON) ----------------------------------------------------
+def _flatten_optimizer(prefix: str, sd: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    state = {}
+    for pid, st in sd["state"].items():
+        entry = {}
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                key = f"{prefix}.{pid}.{k}"
+                tensors[key] = v.detach().clone()
+                entry[k] = {"tensor": key}
+            else:
+                entry[k] = {"value": v}
+        state[str(pid)] = entry
+    return {"state": state, "param_groups": sd["param_groups"]}
+
+
+def _unflatten_optimizer(js: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    state = {}
+    for pid, entry in js["state"].items():
+        state[int(pid)] = {
+            k: (tensors[v["tensor"]] if "tensor" in v else v["value"]) for k, v in entry.items()
+        }
+    return {"state": state, "param_groups": js["param_groups"]}
+
+
+class GradientDistiller(Distiller):
+    """Base of gradient-based methods; ``Config`` must have an ``engine: EngineConfig``.
+
+    Subclasses implement :meth:`_loss` and may override :meth:`_setup`,
+    :meth:`_aux_modules` and :meth:`_aux_optimizers`. All randomness must come
+    from the generator passed in (it is checkpointed).
+    """
+
+    # -- hooks for subclasses --------------------------------------------------------
+    def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
+        """Create auxiliary state (e.g. an online student) before the first step."""
+
+    def _aux_modules(self) -> dict[str, nn.Module]:
+        """Auxiliary modules whose ``state_dict`` is checkpointed."""
+        return {}
+
+    def _aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Auxiliary optimisers whose state is checkpointed."""
+        return {}
+
+    def _resolved(self) -> dict[str, Any]:
+        """Config values resolved at fit time (recorded in the artifact)."""
+        return {}
+
+    @abc.abstractmethod
+    def _loss(
+        self,
+        step: int,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        data: RealData,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
+        """The scalar loss of synthetic ``image (M, D_i)`` and ``text (M, D_t)`` at ``step``."""
+
+    # -- engine ----------------------------------------------------------------------
+    @property
+    def engine(self) -> EngineConfig:
+        return self.config.engine
+
+    def _identity(self, data: RealData, budget: int, seed: int) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "config": self.config_dict(),
+            "budget": budget,
+            "seed": seed,
+            "data_fingerprint": data.fingerprint,
+        }
+
+    def _fit(
+        self,
+        data: RealData,
+        budget: int,
+        seed: int,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+        validate: Validator | None = None,
+        progress: bool = False,
+    ) -> SyntheticSet:
+        """Run the optimisation (see :meth:`Distiller.fit`).
+
+        Args:
+            checkpoint_dir: where checkpoints go (required for
+                ``engine.checkpoint_every > 0`` and for ``resume``).
+            resume: continue from the latest valid checkpoint in ``checkpoint_dir``
+                (starts fresh if there is none).
+            validate: ``validate(synthetic_set, step) -> {name: value}``, called every
+                ``engine.validate_every`` steps; results go to the history.
+            progress: show a tqdm progress bar.
+        """
+        eng = self.engine
+        if (eng.checkpoint_every or resume) and checkpoint_dir is None:
+            raise ValueError("checkpoint_dir is required when checkpointing or resuming")
+        ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        gen = torch.Generator().manual_seed(seed)
+        if eng.init == "random":
+            src = random_init(data, budget, gen)
+        else:
+            src = kmeans_init(data, budget, gen, eng.kmeans_iters)
+        image, text = data.pair_image[src].clone(), data.pair_text[src].clone()
+        if eng.normalize_init:
+            image, text = F.normalize(image, dim=-1), F.normalize(text, dim=-1)
+        image.requires_grad_(True)
+        text.requires_grad_(True)
+        opt = self._make_opt(image, text)
+        self._setup(data, budget, gen)
+        step, history = 0, []
+        identity = self._identity(data, budget, seed)
+        last_good: Path | None = None
+        if resume:
+            found = self._restore(ckdir, identity, image, text, opt, gen)
+            if found is not None:
+                step, history, last_good = found
+
+        bar = tqdm(total=eng.iterations, initial=step, disable=not progress, desc=self.method)
+        try:
+            while step < eng.iterations:
+                loss = self._loss(step, image, text, data, gen)
+                if not bool(torch.isfinite(loss)):
+                    self._diverged(f"the loss became {float(loss.detach())}", step + 1, last_good)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                for t, name in ((image, "synthetic image"), (text, "synthetic text")):
+                    if not bool(torch.isfinite(t).all()):
+                        self._diverged(f"the {name} tensor became NaN/inf", step + 1, last_good)
+                step += 1
+                bar.update(1)
+                if step % eng.log_every == 0 or step == eng.iterations:
+                    history.append({"step": step, "loss": float(loss.detach())})
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
+                if validate is not None and eng.validate_every and step % eng.validate_every == 0:
+                    metrics = dict(
+                        validate(self._artifact(image, text, src, data, seed, history), step)
+                    )
+                    history.append({"step": step, "validation": metrics})
+                if ckdir is not None and eng.checkpoint_every and step % eng.checkpoint_every == 0:
+                    last_good = self._checkpoint(
+                        ckdir, identity, step, history, image, text, opt, gen
+                    )
+        finally:
+            bar.close()
+        return self._artifact(image, text, src, data, seed, history)
+
+    def _make_opt(self, image: torch.Tensor, text: torch.Tensor) -> torch.optim.Optimizer:
+        eng = self.engine
+        groups = [{"params": [image], "lr": eng.lr_image}, {"params": [text], "lr": eng.lr_text}]
+        if eng.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=eng.lr_image, momentum=eng.momentum)
+        return torch.optim.Adam(groups, lr=eng.lr_image)
+
+    def _artifact(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        src: torch.Tensor,
+        data: RealData,
+        seed: int,
+        history: list,
+    ) -> SyntheticSet:
+        cfg = self.config_dict()
+        resolved = self._resolved()
+        if resolved:
+            cfg = {**cfg, "resolved": resolved}
+        return SyntheticSet(
+            image=image.detach().clone(),
+            text=text.detach().clone(),
+            method=self.method,
+            config=cfg,
+            source_indices=src.clone(),
+            data_fingerprint=data.fingerprint,
+            encoders=data.encoders,
+            seed=seed,
+            history=[dict(h) for h in history],
+        )
+
+    def _diverged(self, what: str, step: int, last_good: Path | None) -> None:
+        where = (
+            f"the last good checkpoint is {last_good}"
+            if last_good is not None
+            else "no checkpoint was written (set engine.checkpoint_every)"
+        )
+        raise DivergenceError(
+            f"{self.method}: {what} at step {step}; stopping. {where}. Lower the learning "
+            "rates (engine.lr_image / engine.lr_text) or check the real features."
+        )
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _checkpoint(
+        self,
+        ckdir: Path,
+        identity: dict,
+        step: int,
+        history: list,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        opt: torch.optim.Optimizer,
+        gen: torch.Generator,
+    ) -> Path:
+        tensors: dict[str, torch.Tensor] = {
+            "syn.image": image.detach(),
+            "syn.text": text.detach(),
+            "rng.generator": gen.get_state(),
+            "rng.torch": torch.get_rng_state(),
+        }
+        opts = {"main": _flatten_optimizer("opt.main", opt.state_dict(), tensors)}
+        for name, o in self._aux_optimizers().items():
+            opts[name] = _flatten_optimizer(f"opt.{name}", o.state_dict(), tensors)
+        for name, mod in self._aux_modules().items():
+            for k, v in mod.state_dict().items():
+                tensors[f"aux.{name}.{k}"] = v.detach().clone()
+        manifest = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": 1,
+            "identity": identity,
+            "step": step,
+            "history": history,
+            "optimizers": opts,
+        }
+        path = write_container(ckdir / f"step_{step:08d}.safetensors", tensors, manifest)
+        for old in self._list_checkpoints(ckdir)[self.engine.keep_checkpoints :]:
+            old.unlink(missing_ok=True)
+        return path
+
+    @staticmethod
+    def _list_checkpoints(ckdir: Path) -> list[Path]:
+        """Checkpoints in ``ckdir``, newest first."""
+        if not ckdir.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in ckdir.iterdir() if (m := _CKPT.match(p.name))]
+        return [p for _, p in sorted(found, reverse=True)]
+
+    def _restore(
+        self,
+        ckdir: Path,
+        identity: dict,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        opt: torch.optim.Optimizer,
+        gen: torch.Generator,
+    ) -> tuple[int, list, Path] | None:
+        for path in self._list_checkpoints(ckdir):
+            try:
+                tensors, m = read_container(path, expect_format=CHECKPOINT_FORMAT)
+            except ArtifactError as err:
+                warnings.warn(f"skipping unreadable checkpoint: {err}", stacklevel=3)
+                continue
+            if m.get("identity") != identity:
+                raise ValueError(
+                    f"{path} belongs to a different run (method, config, budget, seed or data "
+                    f"differ): {m.get('identity')} != {identity}"
+                )
+            with torch.no_grad():
+                image.copy_(tensors["syn.image"])
+                text.copy_(tensors["syn.text"])
+            opt.load_state_dict(_unflatten_optimizer(m["optimizers"]["main"], tensors))
+            for name, o in self._aux_optimizers().items():
+                o.load_state_dict(_unflatten_optimizer(m["optimizers"][name], tensors))
+            for name, mod in self._aux_modules().items():
+                prefix = f"aux.{name}."
+                mod.load_state_dict(
+                    {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+                )
+            gen.set_state(tensors["rng.generator"])
+            torch.set_rng_state(tensors["rng.torch"])
+            return int(m["step"]), list(m["history"]), path
+        return None

@@ -1,0 +1,224 @@
+"""Hyperbolic distillers on the optimisation engine: RAHA and full-dataset rank alignment.
+
+Both work in the frozen-encoder feature protocol and reuse the engine's
+initialisation, checkpointing, resume and NaN handling
+(:class:`~hypervldd.distill.engine.GradientDistiller`).
+
+``raha``
+    RAHA (Jeong, Lee, Yoon): CovMatch's online student (one SGD step per
+    iteration on a real batch, re-initialised every ``reset_every`` steps)
+    supplies tangent features of a real batch and of the synthetic set;
+    :class:`~hypervldd.losses.RAHALoss` (hITC on the synthetic pairs plus
+    range/residual relevance matching and the two regularisers) is the
+    objective. ``loss.faithful=True`` reproduces the reference code.
+
+``rank_align``
+    Full-dataset rank alignment (this package's method):
+    :class:`~hypervldd.losses.FullDatasetRankAlignment` matches the relevance
+    ordering that the synthetic pairs induce to the one the *whole* real set
+    induces, streamed over the real set (never ``N x M``). The geometry comes
+    from ``experts`` students trained briefly on the real pairs and then frozen:
+    their images of the full real set are computed once and cached, and each
+    iteration uses one expert (cycled), so that the target is the full data's
+    ordering rather than a 64-pair batch's. An hITC term on the synthetic pairs
+    keeps each pair's own image and text together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..eval.protocol import EvalProtocol, StudentConfig
+from ..eval.student import Student, batch_targets, symmetric_infonce, train_student
+from ..losses import FullDatasetRankAlignment, HyperbolicContrastiveLoss, RAHALoss
+from .base import RealData, register
+from .engine import EngineConfig, GradientDistiller
+
+__all__ = ["RAHAConfig", "RAHADistiller", "RankAlignConfig", "RankAlignDistiller"]
+
+
+@dataclass(frozen=True)
+class RAHALossConfig:
+    """Settings of :class:`~hypervldd.losses.RAHALoss` (paper defaults)."""
+
+    tau: float = 0.07
+    eta: float = 0.95
+    lambda_range: float = 0.8
+    lambda_residual: float = 0.4
+    lambda_comp: float = 0.1
+    faithful: bool = False
+    solver: str = "qr"
+
+
+@dataclass(frozen=True)
+class RAHAConfig:
+    """RAHA on the engine; the online student as in CovMatch."""
+
+    loss: RAHALossConfig = field(default_factory=RAHALossConfig)
+    reset_every: int = 50
+    student_lr: float = 0.1
+    student_momentum: float = 0.9
+    student: StudentConfig = field(default_factory=StudentConfig)
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(iterations=2000))
+
+    def __post_init__(self) -> None:
+        if int(self.reset_every) < 1:
+            raise ValueError(f"reset_every must be >= 1, got {self.reset_every}")
+
+
+@register
+class RAHADistiller(GradientDistiller):
+    """RAHA: rank-aware hyperbolic alignment of synthetic to real relevance structure."""
+
+    method = "raha"
+    Config = RAHAConfig
+
+    def _new_student(self, data: RealData, gen: torch.Generator) -> None:
+        self._student = Student(
+            data.pair_image.shape[1], data.pair_text.shape[1], self.config.student, gen
+        )
+        self._sopt = torch.optim.SGD(
+            [p for p in self._student.parameters() if p.requires_grad],
+            lr=self.config.student_lr,
+            momentum=self.config.student_momentum,
+        )
+
+    def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
+        lc = self.config.loss
+        self._loss_fn = RAHALoss(
+            c=self.config.student.curvature,
+            tau=lc.tau,
+            eta=lc.eta,
+            lambda_range=lc.lambda_range,
+            lambda_residual=lc.lambda_residual,
+            lambda_comp=lc.lambda_comp,
+            faithful=lc.faithful,
+            solver=None if lc.faithful else lc.solver,
+        )
+        self._new_student(data, gen)
+
+    def _aux_modules(self) -> dict[str, nn.Module]:
+        return {"student": self._student}
+
+    def _aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"student": self._sopt}
+
+    def _loss(
+        self,
+        step: int,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        data: RealData,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
+        if step > 0 and step % self.config.reset_every == 0:
+            fresh = Student(
+                data.pair_image.shape[1], data.pair_text.shape[1], self.config.student, gen
+            )
+            self._student.load_state_dict(fresh.state_dict())
+            self._sopt.state.clear()
+        b = min(int(self.engine.real_batch_size), data.num_pairs)
+        idx = torch.randperm(data.num_pairs, generator=gen)[:b]
+        ri, rt = data.pair_image[idx], data.pair_text[idx]
+        st = self._student
+        st.train()
+        logits = st.logits(st.encode_image(ri), st.encode_text(rt))
+        sloss = symmetric_infonce(
+            logits, batch_targets(idx, similarity=None, group=data.pair_group)
+        )
+        if bool(torch.isfinite(sloss)):
+            self._sopt.zero_grad(set_to_none=True)
+            sloss.backward()
+            self._sopt.step()
+        self._sopt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            hv_t, hl_t = st.image_tangent(ri), st.text_tangent(rt)
+        return self._loss_fn(hv_t, hl_t, st.image_tangent(image), st.text_tangent(text))
+
+
+@dataclass(frozen=True)
+class RankAlignConfig:
+    """Full-dataset rank alignment on the engine."""
+
+    variant: str = "listwise"
+    tau: float = 0.07
+    rank_weight: float = 0.1
+    contrastive_weight: float = 1.0
+    experts: int = 2
+    expert_epochs: int = 10
+    anchors: int = 256
+    student: StudentConfig = field(default_factory=StudentConfig)
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(iterations=1000))
+
+    def __post_init__(self) -> None:
+        if self.variant not in ("listwise", "pairwise"):
+            raise ValueError(f"variant must be 'listwise' or 'pairwise', got {self.variant!r}")
+        for name in ("experts", "expert_epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.anchors) < 0:
+            raise ValueError(f"anchors must be >= 0, got {self.anchors}")
+
+
+@register
+class RankAlignDistiller(GradientDistiller):
+    """Full-dataset rank-aware hyperbolic alignment (see the module docstring)."""
+
+    method = "rank_align"
+    Config = RankAlignConfig
+
+    def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
+        cfg = self.config
+        geo = cfg.student.geometry
+        self._align = FullDatasetRankAlignment(
+            geo,
+            cfg.student.curvature,
+            tau=cfg.tau,
+            variant=cfg.variant,
+            rank_weight=cfg.rank_weight,
+        )
+        # inputs are already points on the manifold (the experts lift them)
+        self._hitc = HyperbolicContrastiveLoss(geo, cfg.student.curvature, tau=cfg.tau, lift=False)
+        protocol = EvalProtocol(
+            student=cfg.student,
+            epochs=cfg.expert_epochs,
+            lr_decay_epochs=(max(1, cfg.expert_epochs // 2),),
+            seeds=(0,),
+        )
+        self._experts: list[Student] = []
+        self._real_points: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for _ in range(int(cfg.experts)):
+            st = Student(data.pair_image.shape[1], data.pair_text.shape[1], cfg.student, gen)
+            train_student(st, data.pair_image, data.pair_text, protocol, gen, group=data.pair_group)
+            st.eval()
+            st.requires_grad_(False)
+            with torch.no_grad():
+                pts = (st.encode_image(data.pair_image), st.encode_text(data.pair_text))
+            self._experts.append(st)
+            self._real_points.append(pts)
+
+    def _loss(
+        self,
+        step: int,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        data: RealData,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
+        k = step % len(self._experts)
+        st = self._experts[k]
+        real_img, real_txt = self._real_points[k]
+        si, stx = st.encode_image(image), st.encode_text(text)
+        n_anchor = min(int(self.config.anchors), data.num_pairs)
+        anchors: dict[str, Any] = {}
+        if n_anchor:
+            idx = torch.randperm(data.num_pairs, generator=gen)[:n_anchor]
+            anchors = {"anchor_image": real_img[idx], "anchor_text": real_txt[idx]}
+        loss = self._align(si, stx, real_img, real_txt, **anchors)
+        if self.config.contrastive_weight > 0:
+            loss = loss + self.config.contrastive_weight * self._hitc(si, stx)
+        return loss

@@ -1,0 +1,212 @@
+"""Public entry points of the fused kernels: validation, upcasting, backend dispatch.
+
+Each function validates its arguments (clear errors naming the argument), upcasts
+half-precision inputs to float32 (float64 stays float64), and runs the compiled
+op when the extension is loaded, else the PyTorch reference of
+:mod:`.reference`, which has the same semantics.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._backend import extension_available, warn_if_reference
+from .._checks import check_curvature, check_finite, check_tensor, validation_enabled
+from . import reference as ref
+from .reference import MANIFOLDS, RowStats
+
+__all__ = ["pairwise_dist", "contrastive_loss", "row_stats", "RowStats", "MANIFOLDS"]
+
+
+def _check_manifold(manifold: str) -> str:
+    if not isinstance(manifold, str) or manifold.lower() not in MANIFOLDS:
+        raise ValueError(f"manifold must be one of {MANIFOLDS}, got {manifold!r}")
+    return manifold.lower()
+
+
+def _check_points(x: object, name: str, manifold: str) -> torch.Tensor:
+    x = check_tensor(x, name, min_dim=2)
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (N, D), got shape {tuple(x.shape)}")
+    need = 2 if manifold == "lorentz" else 1
+    if x.shape[1] < need:
+        what = "time + at least one space coordinate" if manifold == "lorentz" else "D >= 1"
+        raise ValueError(f"{name} must have at least {need} column(s) ({what}), got {x.shape[1]}")
+    return x
+
+
+def _check_scalar(v: float | torch.Tensor, name: str, device: torch.device) -> None:
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f"{name} must be a float or a 0-d tensor, got shape {tuple(v.shape)}")
+        if v.device != device and v.device.type != "cpu":
+            raise ValueError(f"{name} is on {v.device} but the points are on {device}")
+
+
+def _check_positive(v: float | torch.Tensor, name: str) -> None:
+    if isinstance(v, torch.Tensor):
+        if not v.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {v.dtype}")
+        if validation_enabled() and not bool(torch.isfinite(v).all() and (v > 0).all()):
+            raise ValueError(f"{name} must be finite and > 0, got {v.detach().flatten().tolist()}")
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a float or a tensor, got {type(v).__name__}")
+    if not (float(v) > 0) or float(v) == float("inf"):
+        raise ValueError(f"{name} must be finite and > 0, got {v}")
+
+
+def _prepare(x, y, manifold, c):
+    manifold = _check_manifold(manifold)
+    x = _check_points(x, "x", manifold)
+    y = _check_points(y, "y", manifold)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"x and y must have the same number of columns, got x {tuple(x.shape)} and"
+            f" y {tuple(y.shape)}"
+        )
+    if x.device != y.device:
+        raise ValueError(f"x and y must be on one device, got x on {x.device} and y on {y.device}")
+    c = check_curvature(c, "c")
+    _check_scalar(c, "c", x.device)
+    check_finite(x, "x")
+    check_finite(y, "y")
+    if manifold == "poincare" and validation_enabled():
+        for t, name in ((x, "x"), (y, "y")):
+            if t.numel() and bool((float(c) * (t.detach().double() ** 2).sum(1) >= 1.0).any()):
+                raise ValueError(
+                    f"{name} must lie inside the Poincaré ball c|{name}|^2 < 1 (c = {float(c)});"
+                    " project it with PoincareBall.projx"
+                )
+    dt = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
+    return x.to(dt), y.to(dt), manifold, c, dt
+
+
+def _check_positives(positives, n: int, m: int, device: torch.device) -> torch.Tensor | None:
+    if positives is None:
+        if n > m:
+            raise ValueError(
+                f"positives=None pairs row i with column i, which needs N <= M; got N={n},"
+                f" M={m}: pass positives explicitly"
+            )
+        return None
+    if not isinstance(positives, torch.Tensor) or positives.dtype not in (
+        torch.int64,
+        torch.int32,
+    ):
+        raise TypeError("positives must be an integer (Long) tensor of shape (N,)")
+    if positives.shape != (n,):
+        raise ValueError(f"positives must have shape ({n},), got {tuple(positives.shape)}")
+    if positives.device != device:
+        raise ValueError(f"positives is on {positives.device} but x is on {device}")
+    if validation_enabled() and n and bool(((positives < 0) | (positives >= m)).any()):
+        raise ValueError(f"positives must lie in [0, {m}), got values outside it")
+    return positives.long()
+
+
+def _use_ext() -> bool:
+    if extension_available():
+        return True
+    warn_if_reference()
+    return False
+
+
+def pairwise_dist(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    manifold: str = "lorentz",
+    c: float | torch.Tensor = 1.0,
+) -> torch.Tensor:
+    """All-pairs geodesic distances, ``(N, D'), (M, D') -> (N, M)``.
+
+    ``manifold`` is ``"lorentz"`` (``D' = D + 1`` full coordinates, time first;
+    the time is re-derived from the space part), ``"poincare"`` or
+    ``"euclidean"`` (``D' = D``). ``c > 0`` (curvature ``-c``) is a float or a
+    0-d tensor; gradients flow to ``x``, ``y`` and a tensor ``c``. Never holds
+    ``N x M x D``; float32 relative error at most 1e-3 against float64 on the
+    accuracy grid (close pairs are recomputed from coordinate differences).
+    """
+    x, y, manifold, c, dt = _prepare(x, y, manifold, c)
+    if _use_ext():
+        from .fused import pairwise_dist_op
+
+        return pairwise_dist_op(x, y, manifold, c)
+    return ref.pairwise_dist_ref(x, y, manifold, c)
+
+
+def contrastive_loss(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    manifold: str = "lorentz",
+    c: float | torch.Tensor = 1.0,
+    tau: float | torch.Tensor = 0.07,
+    positives: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Symmetric hyperbolic InfoNCE, streaming (never holds ``N x M``). 0-d tensor.
+
+    Logits ``l_ij = -d(x_i, y_j) / tau`` for ``x`` ``(N, D')``, ``y`` ``(M, D')``.
+    ``loss = (1/2N) sum_i [CE_row(i) + CE_col(i)]`` where ``CE_row(i)`` is the
+    cross-entropy of row ``i`` over the ``M`` columns with target ``p(i)`` and
+    ``CE_col(i)`` that of column ``p(i)`` over the ``N`` rows with target row
+    ``i``. ``positives`` ``(N,)`` gives ``p`` (default ``arange(N)``, needs
+    ``N <= M``); when several rows share a positive column, that column's
+    cross-entropy is counted once per such row, each time with that row as the
+    target (a multi-positive column is not merged into one softmax target).
+    Gradients flow to ``x``, ``y``, a tensor ``c`` and a tensor ``tau``.
+    """
+    x, y, manifold, c, dt = _prepare(x, y, manifold, c)
+    _check_positive(tau, "tau")
+    _check_scalar(tau, "tau", x.device)
+    positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
+    if _use_ext():
+        from .fused import contrastive_loss_op
+
+        return contrastive_loss_op(x, y, manifold, c, tau, positives)
+    return ref.contrastive_loss_ref(x, y, manifold, c, tau, positives)
+
+
+def row_stats(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    manifold: str = "lorentz",
+    c: float | torch.Tensor = 1.0,
+    tau: float | torch.Tensor = 0.07,
+    values: torch.Tensor | None = None,
+    rank_temperature: float | None = None,
+    positives: torch.Tensor | None = None,
+) -> RowStats:
+    """Streaming statistics of each row of ``s_ij = -d(x_i, y_j) / tau``.
+
+    Returns :class:`RowStats`: ``lse`` ``(N,)``, the row log-sum-exp;
+    ``weighted`` ``(N, K)`` = ``sum_j softmax_j(s_i) values_j`` if ``values``
+    ``(M, K)`` is given, else ``None``; ``smooth_rank`` ``(N,)`` =
+    ``1 + sum_{j != p(i)} sigmoid((s_ij - s_i,p(i)) / t)`` if
+    ``rank_temperature`` ``t > 0`` is given, else ``None`` (``p = positives``,
+    default ``arange(N)``). Column statistics: call with ``x`` and ``y``
+    swapped. Differentiable in ``x``, ``y``, ``values``, a tensor ``c`` and a
+    tensor ``tau``; memory is O((N + M) K) plus one tile.
+    """
+    x, y, manifold, c, dt = _prepare(x, y, manifold, c)
+    _check_positive(tau, "tau")
+    _check_scalar(tau, "tau", x.device)
+    if values is not None:
+        values = check_tensor(values, "values", min_dim=2)
+        if values.dim() != 2 or values.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"values must have shape (M, K) = ({y.shape[0]}, K), got {tuple(values.shape)}"
+            )
+        if values.device != x.device:
+            raise ValueError(f"values is on {values.device} but x is on {x.device}")
+        check_finite(values, "values")
+        values = values.to(dt)
+    if rank_temperature is not None:
+        _check_positive(rank_temperature, "rank_temperature")
+        rank_temperature = float(rank_temperature)
+        positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
+    elif positives is not None:
+        positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
+    if _use_ext():
+        from .fused import row_stats_op
+
+        return row_stats_op(x, y, manifold, c, tau, values, rank_temperature, positives)
+    return ref.row_stats_ref(x, y, manifold, c, tau, values, rank_temperature, positives)

@@ -1,0 +1,283 @@
+r"""Full-dataset rank alignment: the synthetic ordering matched to the whole real set.
+
+See ``docs/losses.md`` section 3. For each query ``q`` the target distribution over the
+``M`` synthetic keys is ``P_m(q) = sum_n softmax_n(-d(q, y_n)/tau) w_nm`` with ``w`` the
+soft assignment of real pairs to synthetic pairs. It is streamed over chunks of the real
+set with :func:`hypervldd.kernels.row_stats` (``values = w`` of the chunk) and merged by
+log-sum-exp, so the real set never meets an ``N x M`` matrix: memory is
+``O(chunk (A + M) + A M)``, time linear in ``N``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import kernels
+from .._checks import check_finite, validation_enabled
+from ..manifolds import Curvature
+from ._common import (
+    check_features,
+    check_geometry,
+    check_pair,
+    full_precision,
+    pairwise_distance,
+)
+
+__all__ = ["FullDatasetRankAlignment", "AlignmentTerms", "full_dataset_targets"]
+
+_GEOMETRIES = ("lorentz", "poincare", "euclidean")
+
+
+class AlignmentTerms(NamedTuple):
+    """Terms of :class:`FullDatasetRankAlignment` (0-d tensors)."""
+
+    total: torch.Tensor
+    ranking: torch.Tensor
+    smooth_rank: torch.Tensor
+
+
+def _finite_chunk(x: torch.Tensor, name: str) -> torch.Tensor:
+    # One reduction instead of a chunk-sized boolean mask: NaN and inf propagate through
+    # the sum; only a non-finite sum (or an overflow) pays for the full check and message.
+    if validation_enabled() and not bool(torch.isfinite(x.sum())):
+        check_finite(x, name)
+    return x
+
+
+@torch.no_grad()
+def full_dataset_targets(
+    queries: tuple[torch.Tensor, torch.Tensor],
+    syn: tuple[torch.Tensor, torch.Tensor],
+    real: tuple[torch.Tensor, torch.Tensor],
+    *,
+    geometry: str = "lorentz",
+    c: float | torch.Tensor = 1.0,
+    tau: float = 0.07,
+    assign_tau: float = 0.07,
+    chunk_size: int = 8192,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target distributions over the synthetic keys, streamed over the real set.
+
+    Args:
+        queries: image queries ``(A, D')`` (image-to-text) and text queries ``(A', D')``.
+        syn: synthetic images and texts ``(M, D')``.
+        real: real images and texts ``(N, D')`` (may be large; read ``chunk_size`` rows at a
+            time and cast to the compute dtype chunk by chunk).
+
+    Returns ``(P_i2t (A, M), P_t2i (A', M))``, rows summing to 1, without gradient.
+    """
+    qi, qt = queries
+    sx, sy = syn
+    rx, ry = real
+    dt = qi.dtype
+    m = sx.shape[0]
+    acc = [qi.new_zeros((qi.shape[0], m)), qt.new_zeros((qt.shape[0], m))]
+    lse = [qi.new_full((qi.shape[0],), -math.inf), qt.new_full((qt.shape[0],), -math.inf)]
+    for start in range(0, rx.shape[0], max(1, int(chunk_size))):
+        cx = _finite_chunk(rx[start : start + chunk_size].to(dt), "real_image")
+        cy = _finite_chunk(ry[start : start + chunk_size].to(dt), "real_text")
+        # Soft assignment of each real pair of the chunk to the synthetic pairs.
+        dpair = kernels.pairwise_dist(cx, sx, geometry, c) + kernels.pairwise_dist(
+            cy, sy, geometry, c
+        )
+        w = torch.softmax(-dpair / assign_tau, dim=1)
+        for k, (q, keys) in enumerate(((qi, cy), (qt, cx))):
+            st = kernels.row_stats(q, keys, geometry, c, tau, values=w)
+            new = torch.logaddexp(lse[k], st.lse)
+            # exp(-inf - finite) = 0 on the first chunk: the empty accumulator drops out.
+            acc[k] = (
+                acc[k] * torch.exp(lse[k] - new)[:, None]
+                + st.weighted * torch.exp(st.lse - new)[:, None]
+            )
+            lse[k] = new
+    return acc[0], acc[1]
+
+
+def _listwise(p: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``mean_q KL(P_q || softmax(logits_q))`` with ``0 log 0 = 0``."""
+    log_q = torch.log_softmax(logits, dim=1)
+    return (torch.xlogy(p, p) - p * log_q).sum(1).mean()
+
+
+def _pairwise(p: torch.Tensor, logits: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """RankNet: mean Bernoulli KL between ``sigmoid(log P_m - log P_m')`` and
+    ``sigmoid(s_m - s_m')`` over ordered pairs ``m != m'``, chunked over queries."""
+    a, m = logits.shape
+    if m < 2:
+        return logits.sum() * 0.0
+    log_p = torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
+    off = ~torch.eye(m, dtype=torch.bool, device=logits.device)
+    total = logits.new_zeros(())
+    for i in range(0, a, chunk):
+        s = logits[i : i + chunk]
+        lp = log_p[i : i + chunk]
+        z = s[:, :, None] - s[:, None, :]
+        delta = lp[:, :, None] - lp[:, None, :]
+        pi = torch.sigmoid(delta)
+        # Entropy of the target from log-sigmoids: exact for saturated pairs.
+        ent = -(pi * F.logsigmoid(delta) + (1.0 - pi) * F.logsigmoid(-delta))
+        kl = F.softplus(z) - pi * z - ent
+        total = total + (kl * off).sum()
+    return total / (a * m * (m - 1))
+
+
+def _smooth_rank(logits: torch.Tensor, t: float) -> torch.Tensor:
+    """``mean_i log(1 + sum_{j != i} sigmoid((s_ij - s_ii)/t))`` for the first ``M`` rows.
+
+    Equal to ``log`` of the fused row statistic ``RowStats.smooth_rank`` with positives
+    ``arange(M)``; formed here from the logits that the ranking term already holds, with
+    ``log1p`` so that a positive far ahead of the others gives an exact small value.
+    """
+    m = logits.shape[1]
+    s = logits[:m]
+    diag = s.diagonal()
+    sig = torch.sigmoid((s - diag[:, None]) / t)
+    off = ~torch.eye(m, dtype=torch.bool, device=s.device)
+    return torch.log1p((sig * off).sum(1)).mean()
+
+
+class FullDatasetRankAlignment(nn.Module):
+    """Match the similarity ordering of the synthetic pairs to that of the whole real set.
+
+    Args:
+        geometry: ``"lorentz"``, ``"poincare"`` or ``"euclidean"``.
+        c: curvature magnitude (``learn_c`` for a bounded learnable one).
+        tau: temperature of the relevance distributions.
+        assign_tau: temperature of the soft assignment of real to synthetic pairs
+            (default ``tau``).
+        variant: ``"listwise"`` (KL) or ``"pairwise"`` (RankNet).
+        rank_weight: weight of the smooth-rank term; rank_temperature: its ``t``.
+        chunk_size: real pairs per streamed chunk (memory ``O(chunk (A + M))``).
+
+    Shapes (all points on the manifold: ``D' = D + 1`` on Lorentz): ``syn_image``,
+    ``syn_text`` ``(M, D')`` with gradient; ``real_image``, ``real_text`` ``(N, D')`` (any
+    ``N``, read chunk by chunk, no gradient); optional extra queries ``anchor_image``
+    ``(A, D')`` and ``anchor_text`` ``(A', D')`` (e.g. a sample of real pairs). The queries
+    are the synthetic images (texts) followed by the anchors. Returns a 0-d tensor.
+    """
+
+    def __init__(
+        self,
+        geometry: str = "lorentz",
+        c: float = 1.0,
+        *,
+        learn_c: bool = False,
+        tau: float = 0.07,
+        assign_tau: float | None = None,
+        variant: str = "listwise",
+        rank_weight: float = 0.1,
+        rank_temperature: float = 1.0,
+        chunk_size: int = 8192,
+    ) -> None:
+        super().__init__()
+        self.geometry = check_geometry(geometry, _GEOMETRIES)
+        self.curvature = Curvature(c, learnable=learn_c)
+        for name, v in (("tau", tau), ("rank_temperature", rank_temperature)):
+            if not (isinstance(v, (int, float)) and 0.0 < float(v) < math.inf):
+                raise ValueError(f"{name} must be a finite float > 0, got {v!r}")
+        assign_tau = tau if assign_tau is None else assign_tau
+        if not (isinstance(assign_tau, (int, float)) and 0.0 < float(assign_tau) < math.inf):
+            raise ValueError(f"assign_tau must be a finite float > 0, got {assign_tau!r}")
+        if variant not in ("listwise", "pairwise"):
+            raise ValueError(f"variant must be 'listwise' or 'pairwise', got {variant!r}")
+        if not (math.isfinite(float(rank_weight)) and float(rank_weight) >= 0):
+            raise ValueError(f"rank_weight must be finite and >= 0, got {rank_weight}")
+        if int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.tau = float(tau)
+        self.assign_tau = float(assign_tau)
+        self.variant = variant
+        self.rank_weight = float(rank_weight)
+        self.rank_temperature = float(rank_temperature)
+        self.chunk_size = int(chunk_size)
+
+    def extra_repr(self) -> str:
+        return (
+            f"geometry={self.geometry!r}, tau={self.tau}, assign_tau={self.assign_tau},"
+            f" variant={self.variant!r}, rank_weight={self.rank_weight},"
+            f" chunk_size={self.chunk_size}"
+        )
+
+    def terms(
+        self,
+        syn_image: torch.Tensor,
+        syn_text: torch.Tensor,
+        real_image: torch.Tensor,
+        real_text: torch.Tensor,
+        anchor_image: torch.Tensor | None = None,
+        anchor_text: torch.Tensor | None = None,
+    ) -> AlignmentTerms:
+        """All terms; see the class docstring for shapes."""
+        named = {
+            "syn_image": syn_image,
+            "syn_text": syn_text,
+            "real_image": real_image,
+            "real_text": real_text,
+        }
+        if anchor_image is not None:
+            named["anchor_image"] = anchor_image
+        if anchor_text is not None:
+            named["anchor_text"] = anchor_text
+        for name, t in named.items():
+            # The real set may be huge: its finiteness is checked chunk by chunk while
+            # streaming, never with a full-size temporary.
+            check_features(t, name, finite=not name.startswith("real"))
+        first = "syn_image"
+        for name, t in named.items():
+            check_pair(named[first], first, t, name)
+        if self.geometry == "lorentz" and syn_image.shape[1] < 2:
+            raise ValueError(
+                f"syn_image must hold Lorentz points (time + space), got {tuple(syn_image.shape)}"
+            )
+        for a, b in (("syn_image", "syn_text"), ("real_image", "real_text")):
+            if named[a].shape[0] != named[b].shape[0]:
+                raise ValueError(
+                    f"{a} and {b} must have one row per pair, got {named[a].shape[0]} and"
+                    f" {named[b].shape[0]} rows"
+                )
+        with full_precision(syn_image, syn_text) as dt:
+            c = self.curvature().to(dt)
+            if self.geometry == "euclidean":
+                c = 1.0  # flat: no curvature in the graph
+            sx, sy = syn_image.to(dt), syn_text.to(dt)
+            qi = sx if anchor_image is None else torch.cat([sx, anchor_image.to(dt)])
+            qt = sy if anchor_text is None else torch.cat([sy, anchor_text.to(dt)])
+            p_i2t, p_t2i = full_dataset_targets(
+                (qi.detach(), qt.detach()),
+                (sx.detach(), sy.detach()),
+                (real_image, real_text),
+                geometry=self.geometry,
+                c=c.detach() if isinstance(c, torch.Tensor) else c,
+                tau=self.tau,
+                assign_tau=self.assign_tau,
+                chunk_size=self.chunk_size,
+            )
+            s_i2t = -pairwise_distance(qi, sy, self.geometry, c) / self.tau
+            s_t2i = -pairwise_distance(qt, sx, self.geometry, c) / self.tau
+            rank_fn = _listwise if self.variant == "listwise" else _pairwise
+            ranking = 0.5 * (rank_fn(p_i2t, s_i2t) + rank_fn(p_t2i, s_t2i))
+            smooth = 0.5 * (
+                _smooth_rank(s_i2t, self.rank_temperature)
+                + _smooth_rank(s_t2i, self.rank_temperature)
+            )
+            total = ranking + self.rank_weight * smooth
+        return AlignmentTerms(total, ranking, smooth)
+
+    def forward(
+        self,
+        syn_image: torch.Tensor,
+        syn_text: torch.Tensor,
+        real_image: torch.Tensor,
+        real_text: torch.Tensor,
+        anchor_image: torch.Tensor | None = None,
+        anchor_text: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The alignment loss, a 0-d tensor (see :meth:`terms`)."""
+        return self.terms(
+            syn_image, syn_text, real_image, real_text, anchor_image, anchor_text
+        ).total

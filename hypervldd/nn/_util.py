@@ -1,0 +1,93 @@
+"""Small helpers shared by the layers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..manifolds import Euclidean, Lorentz, PoincareBall
+from ..manifolds.base import Manifold
+
+__all__ = ["make_manifold", "BoundedPositive", "c_of"]
+
+_BY_NAME = {"lorentz": Lorentz, "poincare": PoincareBall, "euclidean": Euclidean}
+
+
+def make_manifold(
+    manifold: str | Manifold,
+    c: float = 1.0,
+    learn_c: bool = False,
+    allowed: tuple[type, ...] = (Lorentz, PoincareBall, Euclidean),
+    name: str = "manifold",
+) -> Manifold:
+    """A manifold instance from a name (``"lorentz"``, ``"poincare"``, ``"euclidean"``) or as given.
+
+    Passing an instance shares its (possibly learnable) curvature between layers.
+    """
+    if isinstance(manifold, str):
+        key = manifold.lower()
+        if key not in _BY_NAME or _BY_NAME[key] not in allowed:
+            names = sorted(k for k, v in _BY_NAME.items() if v in allowed)
+            raise ValueError(f"{name} must be one of {names} or an instance, got {manifold!r}")
+        return _BY_NAME[key](c, learnable=learn_c)
+    if not isinstance(manifold, allowed):
+        raise TypeError(
+            f"{name} must be an instance of {[t.__name__ for t in allowed]}, "
+            f"got {type(manifold).__name__}"
+        )
+    return manifold
+
+
+def c_of(manifold: Manifold, like: torch.Tensor) -> torch.Tensor:
+    """The manifold's curvature as a 0-d tensor in ``like``'s compute dtype and device."""
+    dt = torch.float64 if like.dtype == torch.float64 else torch.float32
+    return manifold.c.to(dtype=dt, device=like.device)
+
+
+class BoundedPositive(nn.Module):
+    """A positive scalar, fixed or learnable, kept inside ``(lo, hi)`` smoothly.
+
+    ``value = exp(log lo + (log hi - log lo) sigmoid(raw))``: no clamp, so the
+    gradient never switches off abruptly and the optimiser state stays consistent.
+
+    Args:
+        init: initial value, strictly inside the bounds.
+        bounds: ``(lo, hi)`` with ``0 < lo < init < hi``.
+        learnable: make ``raw`` a parameter.
+        name: used in error messages.
+    """
+
+    def __init__(
+        self,
+        init: float,
+        bounds: tuple[float, float],
+        *,
+        learnable: bool = True,
+        name: str = "value",
+    ) -> None:
+        super().__init__()
+        lo, hi = float(bounds[0]), float(bounds[1])
+        init = float(init)
+        if not (0.0 < lo < init < hi < math.inf):
+            raise ValueError(
+                f"{name} must satisfy 0 < lo < {name} < hi, got {name}={init} and bounds={bounds}"
+            )
+        self.bounds = (lo, hi)
+        self.learnable = bool(learnable)
+        frac = (math.log(init) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        raw = torch.tensor(math.log(frac / (1.0 - frac)), dtype=torch.get_default_dtype())
+        if self.learnable:
+            self.raw = nn.Parameter(raw)
+        else:
+            self.register_buffer("raw", raw)
+
+    def forward(self) -> torch.Tensor:
+        lo, hi = math.log(self.bounds[0]), math.log(self.bounds[1])
+        return torch.exp(lo + (hi - lo) * torch.sigmoid(self.raw))
+
+    def extra_repr(self) -> str:
+        return (
+            f"value={float(self().detach()):.4g}, bounds={self.bounds}, learnable={self.learnable}"
+        )

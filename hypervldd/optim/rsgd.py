@@ -1,0 +1,197 @@
+"""Riemannian stochastic gradient descent with momentum and Nesterov momentum."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.optim.sgd import sgd as _torch_sgd
+
+from ._common import (
+    authoritative,
+    authoritative_tangent,
+    bucket_key,
+    check_hparams,
+    check_stabilize,
+    decay_direction,
+    no_validation,
+    retr,
+    retr_transp,
+    riemannian_grad,
+    rows,
+    split_params,
+    work_dtype,
+)
+
+__all__ = ["RiemannianSGD"]
+
+
+class RiemannianSGD(torch.optim.Optimizer):
+    r"""SGD on manifolds: ``x <- exp_x(-lr * d)``, momentum carried by parallel transport.
+
+    For a parameter on a manifold ``M`` (a :class:`geoopt.ManifoldParameter`) with
+    Euclidean gradient ``g``:
+
+    1. ``r = egrad2rgrad(x, g) + weight_decay * (-log_x(o))`` (the Riemannian gradient
+       of the loss plus ``weight_decay * d(x, o)^2 / 2``, ``o`` the origin);
+    2. ``b = momentum * b + (1 - dampening) * r`` (``b = r`` at the first step);
+       the direction is ``d = r + momentum * b`` with Nesterov, else ``b``;
+    3. ``x, b <- retr_transp(x, -lr * d, b)``: move along the geodesic and transport
+       the momentum to the new point.
+
+    Other parameters (no ``manifold`` attribute, or a Euclidean one) are updated
+    by :func:`torch.optim.sgd.sgd`, so they follow :class:`torch.optim.SGD` exactly.
+
+    Args:
+        params: parameters or parameter groups.
+        lr: learning rate (units of the manifold's distance per unit gradient).
+        momentum: momentum factor, ``>= 0``.
+        dampening: dampening of the momentum.
+        weight_decay: L2 penalty factor (``d(x, o)^2 / 2`` on manifolds).
+        nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+        stabilize: every this many steps, re-project manifold parameters onto the
+            manifold and their momentum onto the tangent space (``None``: never).
+        foreach: update all manifold parameters sharing a manifold, dtype, device
+            and last dimension as one concatenated tensor, and pass ``foreach`` to
+            torch's kernel for the others. ``None``: on for manifold parameters,
+            torch's default for the others.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        stabilize: int | None = None,
+        foreach: bool | None = None,
+    ) -> None:
+        check_hparams(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(
+                f"nesterov=True needs momentum > 0 and dampening == 0, got momentum={momentum}"
+                f" and dampening={dampening}"
+            )
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            stabilize=check_stabilize(stabilize),
+            foreach=foreach,
+        )
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("stabilize", None)
+            group.setdefault("foreach", None)
+            group.setdefault("nesterov", False)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Perform one optimisation step; ``closure`` re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            flat, curved = split_params(group["params"])
+            if flat:
+                self._flat_step(group, flat)
+            if curved:
+                with no_validation():
+                    self._curved_step(group, curved)
+        return loss
+
+    def _flat_step(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        bufs = [self.state[p].get("momentum_buffer") for p in params]
+        _torch_sgd(
+            params,
+            [p.grad for p in params],
+            bufs,
+            has_sparse_grad=any(p.grad.is_sparse for p in params),
+            foreach=group["foreach"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            lr=group["lr"],
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            maximize=False,
+        )
+        if group["momentum"] != 0:
+            for p, b in zip(params, bufs, strict=True):
+                self.state[p]["momentum_buffer"] = b
+
+    def _curved_step(self, group: dict[str, Any], pairs: list[tuple[torch.Tensor, Any]]) -> None:
+        use_foreach = group["foreach"] is not False
+        buckets: dict[Any, list[tuple[torch.Tensor, Any]]] = {}
+        for p, m in pairs:
+            state = self.state[p]
+            if "step" not in state:
+                state["step"] = torch.tensor(0.0)
+            state["step"] += 1
+            key = bucket_key(m, p, int(state["step"])) if use_foreach else None
+            if key is None:
+                self._update(group, m, [p])
+            else:
+                buckets.setdefault(key, []).append((p, m))
+        for members in buckets.values():
+            self._update(group, members[0][1], [p for p, _ in members])
+
+    def _update(self, group: dict[str, Any], m: Any, params: list[torch.Tensor]) -> None:
+        momentum, dampening = group["momentum"], group["dampening"]
+        lr, wd = group["lr"], group["weight_decay"]
+        single = len(params) == 1
+        # One (rows, D) problem per bucket; a lone parameter keeps its own shape.
+        x = params[0].detach() if single else torch.cat([rows(p.detach()) for p in params])
+        g = params[0].grad if single else torch.cat([rows(p.grad) for p in params])
+        wd_t = work_dtype(m, x.dtype)
+        x = authoritative(m, x.as_subclass(torch.Tensor).to(wd_t))
+        g = g.as_subclass(torch.Tensor).to(wd_t)
+        r = riemannian_grad(m, x, g)
+        if wd != 0:
+            r = r + wd * decay_direction(m, x)
+        bufs = [self.state[p].get("momentum_buffer") for p in params]
+        if momentum != 0:
+            if any(b is None for b in bufs):
+                buf = r.clone()
+            else:
+                buf = bufs[0] if single else torch.cat([rows(b) for b in bufs])
+                buf = authoritative_tangent(m, x, buf.to(wd_t))
+                buf = momentum * buf + (1.0 - dampening) * r
+            d = r + momentum * buf if group["nesterov"] else buf
+            new_x, buf = retr_transp(m, x, -lr * d, buf)
+        else:
+            new_x, buf = retr(m, x, -lr * r), None
+        step = int(self.state[params[0]]["step"])
+        every = group["stabilize"]
+        if every is not None and step % every == 0:
+            new_x = m.projx(new_x)
+            if buf is not None:
+                buf = m.proju(new_x, buf)
+        _write_back(params, new_x)
+        if buf is not None:
+            pieces = [buf] if single else buf.split([p.numel() // p.shape[-1] for p in params])
+            for p, piece in zip(params, pieces, strict=True):
+                piece = piece.reshape(p.shape).to(p.dtype)
+                st = self.state[p]
+                if st.get("momentum_buffer") is None:
+                    st["momentum_buffer"] = piece.clone()
+                else:
+                    st["momentum_buffer"].copy_(piece)
+
+
+def _write_back(params: list[torch.Tensor], new_x: torch.Tensor) -> None:
+    if len(params) == 1:
+        params[0].copy_(new_x.reshape(params[0].shape))
+        return
+    sizes = [p.numel() // p.shape[-1] for p in params]
+    for p, piece in zip(params, new_x.split(sizes), strict=True):
+        p.copy_(piece.reshape(p.shape))

@@ -1,0 +1,1 @@
+"""Tests of hypervldd.data: datasets, loaders, encoders, feature cache."""

@@ -1,0 +1,139 @@
+import json
+import os
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from hypervldd.distill import ArtifactError, LowRankSimilarity, SyntheticSet, read_artifact_manifest
+
+
+def _set(seed=0, m=6):
+    g = torch.Generator().manual_seed(seed)
+    return SyntheticSet(
+        image=torch.randn(m, 5, generator=g),
+        text=torch.randn(m, 3, generator=g),
+        method="test-method",
+        config={"a": 1, "nested": {"b": [1, 2]}},
+        similarity=LowRankSimilarity(
+            torch.ones(m), torch.randn(m, 2, generator=g), torch.zeros(m, 2), scale=0.5
+        ),
+        learned_lrs={"image": torch.tensor(0.1), "text": torch.tensor(0.2)},
+        source_indices=torch.arange(m),
+        data_fingerprint="abc",
+        encoders={"image": "enc-i", "text": "enc-t"},
+        seed=3,
+        history=[{"step": 1, "loss": 0.5}],
+    )
+
+
+def test_round_trip(tmp_path):
+    s = _set()
+    p = s.save(tmp_path / "set.safetensors")
+    r = SyntheticSet.load(p)
+    assert torch.equal(r.image, s.image) and torch.equal(r.text, s.text)
+    assert torch.equal(r.similarity.left, s.similarity.left) and r.similarity.scale == 0.5
+    assert torch.equal(r.similarity_matrix(), s.similarity_matrix())
+    assert float(r.learned_lrs["text"]) == pytest.approx(0.2)
+    assert torch.equal(r.source_indices, s.source_indices)
+    assert (r.method, r.config, r.encoders, r.seed, r.history) == (
+        s.method,
+        s.config,
+        s.encoders,
+        s.seed,
+        s.history,
+    )
+    man = read_artifact_manifest(p)
+    assert man["budget"] == {"pairs": 6, "storage_floats": s.storage_floats()}
+    assert set(man["versions"]) >= {"hypervldd", "torch", "safetensors"}
+    assert man["data_fingerprint"] == "abc"
+
+
+def test_storage_floats_counts_everything():
+    s = _set(m=6)
+    # pairs 6*(5+3) + low-rank 6*(2*2+1) + scale 1 + two learned rates
+    assert s.storage_floats() == 48 + 30 + 1 + 2
+    dense = SyntheticSet(s.image, s.text, "m", similarity=torch.eye(6))
+    assert dense.storage_floats() == 48 + 36
+
+
+def test_saves_are_bit_identical(tmp_path):
+    a = _set().save(tmp_path / "a.safetensors").read_bytes()
+    b = _set().save(tmp_path / "b.safetensors").read_bytes()
+    assert a == b
+
+
+def test_truncated_file_is_refused(tmp_path):
+    p = _set().save(tmp_path / "s.safetensors")
+    raw = p.read_bytes()
+    for cut in (4, 100, len(raw) - 7):
+        p.write_bytes(raw[:cut])
+        with pytest.raises(ArtifactError):
+            SyntheticSet.load(p)
+
+
+def test_flipped_data_byte_fails_the_checksum(tmp_path):
+    p = _set().save(tmp_path / "s.safetensors")
+    raw = bytearray(p.read_bytes())
+    raw[-3] ^= 0xFF
+    p.write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match="checksum"):
+        SyntheticSet.load(p)
+
+
+def test_foreign_files_are_refused(tmp_path):
+    plain = tmp_path / "plain.safetensors"
+    save_file({"image": torch.zeros(2, 2)}, str(plain))
+    with pytest.raises(ArtifactError, match="manifest"):
+        SyntheticSet.load(plain)
+    pickled = tmp_path / "x.pt"
+    torch.save({"image": torch.zeros(2)}, pickled)
+    with pytest.raises(ArtifactError):
+        SyntheticSet.load(pickled)
+    text = tmp_path / "x.json"
+    text.write_text(json.dumps({"format": "hypervldd.synthetic_set"}))
+    with pytest.raises(ArtifactError):
+        SyntheticSet.load(text)
+
+
+def test_tampered_manifest_is_refused(tmp_path):
+    p = _set().save(tmp_path / "s.safetensors")
+    raw = p.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    man = json.loads(header["__metadata__"]["hypervldd"])
+    man["tensors"]["image"]["shape"] = [7, 5]
+    header["__metadata__"]["hypervldd"] = json.dumps(man)
+    new = json.dumps(header).encode()
+    new += b" " * ((8 - len(new) % 8) % 8)
+    p.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
+    with pytest.raises(ArtifactError, match="manifest says"):
+        SyntheticSet.load(p)
+
+
+def test_crash_during_write_keeps_the_old_file(tmp_path, monkeypatch):
+    p = _set(seed=0).save(tmp_path / "s.safetensors")
+    before = p.read_bytes()
+
+    def crash(*a, **k):
+        raise OSError("simulated crash before the rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated"):
+        _set(seed=1).save(p)
+    monkeypatch.undo()
+    assert p.read_bytes() == before
+    assert SyntheticSet.load(p).seed == 3
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["s.safetensors"]  # no temp left
+
+
+def test_invalid_sets_are_refused():
+    with pytest.raises(ValueError, match="same positive number"):
+        SyntheticSet(torch.zeros(3, 2), torch.zeros(2, 2), "m")
+    with pytest.raises(ValueError, match="NaN"):
+        SyntheticSet(torch.full((2, 2), torch.nan), torch.zeros(2, 2), "m")
+    with pytest.raises(ValueError, match="similarity"):
+        SyntheticSet(torch.zeros(2, 2), torch.zeros(2, 2), "m", similarity=torch.eye(3))
+    with pytest.raises(ValueError, match="4-D"):
+        SyntheticSet(torch.zeros(2, 2), torch.zeros(2, 2), "m", image_kind="pixels")

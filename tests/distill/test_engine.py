@@ -1,0 +1,187 @@
+import pytest
+import torch
+
+from hypervldd.distill import (
+    CovMatch,
+    DivergenceError,
+    EngineConfig,
+    MomentMatching,
+    SyntheticSet,
+    cross_covariance,
+    get_distiller,
+)
+from hypervldd.distill.covmatch import _stat_loss
+from hypervldd.eval import StudentConfig
+
+from ._synth import clustered_features
+
+SMALL_STUDENT = StudentConfig(width=16)
+
+
+@pytest.fixture(scope="module")
+def real():
+    fs, _ = clustered_features(n_img=80, caps=2, d_img=24, d_txt=12, seed=3)
+    return fs
+
+
+def _covmatch(**eng):
+    base = dict(iterations=20, real_batch_size=32, log_every=2, lr_image=0.5, lr_text=0.5)
+    return CovMatch(reset_every=7, student=SMALL_STUDENT, engine=EngineConfig(**{**base, **eng}))
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_the_identical_artifact(real, tmp_path):
+    full = _covmatch(checkpoint_every=5).fit(real, 10, seed=4, checkpoint_dir=tmp_path / "a")
+    a = full.save(tmp_path / "a.safetensors").read_bytes()
+
+    def stop_at_12(syn, step):
+        if step == 12:
+            raise _Interrupt
+        return {"n": float(syn.num_pairs)}
+
+    def ok(syn, step):
+        return {"n": float(syn.num_pairs)}
+
+    d = _covmatch(checkpoint_every=5, validate_every=4)
+    with pytest.raises(_Interrupt):
+        d.fit(real, 10, seed=4, checkpoint_dir=tmp_path / "b", validate=stop_at_12)
+    steps = sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert steps == ["step_00000005.safetensors", "step_00000010.safetensors"]
+    # A fresh process would build a fresh distiller: do the same.
+    resumed = _covmatch(checkpoint_every=5, validate_every=4).fit(
+        real, 10, seed=4, checkpoint_dir=tmp_path / "b", resume=True, validate=ok
+    )
+    uninterrupted = _covmatch(checkpoint_every=5, validate_every=4).fit(
+        real, 10, seed=4, checkpoint_dir=tmp_path / "c", validate=ok
+    )
+    b = resumed.save(tmp_path / "b.safetensors").read_bytes()
+    c = uninterrupted.save(tmp_path / "c.safetensors").read_bytes()
+    assert b == c
+    assert [h for h in resumed.history if "validation" in h] == [
+        {"step": s, "validation": {"n": 10.0}} for s in (4, 8, 12, 16, 20)
+    ]
+    # Validation does not change the optimisation: same tensors as the run without it.
+    assert torch.equal(SyntheticSet.load(tmp_path / "a.safetensors").image, resumed.image)
+    assert a != b  # the history (validation records) differs, so the files do too
+
+
+def test_resume_refuses_a_different_run(real, tmp_path):
+    _covmatch(checkpoint_every=5, iterations=5).fit(real, 10, seed=1, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="different run"):
+        _covmatch(checkpoint_every=5).fit(real, 10, seed=2, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        _covmatch(checkpoint_every=5).fit(real, 10, seed=2)
+
+
+class _BlowsUp(MomentMatching):
+    method = "test-blows-up"
+
+    def _loss(self, step, image, text, data, gen):
+        loss = super()._loss(step, image, text, data, gen)
+        return loss * torch.nan if step >= 7 else loss
+
+
+def test_nan_stops_and_keeps_the_last_good_checkpoint(real, tmp_path):
+    d = _BlowsUp(engine=EngineConfig(iterations=20, checkpoint_every=5, real_batch_size=32))
+    with pytest.raises(DivergenceError, match=r"step 8.*step_00000005"):
+        d.fit(real, 10, seed=0, checkpoint_dir=tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["step_00000005.safetensors"]
+    from hypervldd.distill._io import read_container
+
+    tensors, manifest = read_container(tmp_path / names[0], expect_format="hypervldd.checkpoint")
+    assert manifest["step"] == 5 and bool(torch.isfinite(tensors["syn.image"]).all())
+
+
+def test_divergence_without_checkpoints_says_so(real):
+    d = _BlowsUp(engine=EngineConfig(iterations=20, real_batch_size=32))
+    with pytest.raises(DivergenceError, match="no checkpoint"):
+        d.fit(real, 10, seed=0)
+
+
+def test_moment_matching_reduces_its_loss(real):
+    n = real.num_captions
+    d = get_distiller(
+        "moment_matching",
+        engine=EngineConfig(
+            iterations=150,
+            real_batch_size=n,
+            log_every=1,
+            lr_image=0.5,
+            lr_text=0.5,
+            optimizer="adam",
+        ),
+    )
+    s = d.fit(real, 8, seed=0)
+    losses = [h["loss"] for h in s.history]
+    assert losses[-1] < 0.05 * losses[0]
+
+
+def test_kmeans_init_picks_distinct_images_across_clusters():
+    from hypervldd.distill import kmeans_init, prepare_real
+
+    fs, label = clustered_features(n_img=90, caps=2, d_img=24, d_txt=12, k=6, seed=9)
+    data = prepare_real(fs)
+    a = kmeans_init(data, 6, torch.Generator().manual_seed(0))
+    b = kmeans_init(data, 6, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    assert len(set(fs.txt2img[a].tolist())) == 6
+    assert len(set(label[fs.txt2img[a]].tolist())) >= 5
+    s = get_distiller("moment_matching", engine=EngineConfig(iterations=1, init="kmeans"))
+    assert len(set(fs.txt2img[s.fit(fs, 6, seed=0).source_indices].tolist())) == 6
+
+
+def test_covmatch_defaults_follow_the_budget(real):
+    for budget, rho, lam in [(10, 2.0, 0.1)]:
+        s = _covmatch(iterations=3).fit(real, budget, seed=0)
+        assert s.config["resolved"] == {"rho": rho, "lam": lam}
+        assert s.method == "covmatch" and s.config["engine"]["iterations"] == 3
+    d = CovMatch()
+    d._resolve(200)
+    assert (d._rho, d._lam) == (1.0, 0.1)
+    d._resolve(500)
+    assert (d._rho, d._lam) == (1.0, 0.5)
+    assert CovMatch().config.engine.lr_image == 1.0 and CovMatch().config.reset_every == 50
+
+
+def test_cross_covariance_and_loss_are_zero_at_the_target():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(50, 4, generator=g), torch.randn(50, 3, generator=g)
+    c = cross_covariance(a, b)
+    ref = ((a - a.mean(0)).T @ (b - b.mean(0))) / 50
+    assert torch.allclose(c, ref)
+    assert float(_stat_loss(a, b, a, b, 1.0, 0.3)) == pytest.approx(0.0, abs=1e-10)
+    assert float(_stat_loss(a, b, a, b, 2.0, 0.3)) > 0
+
+
+def test_engine_config_errors():
+    with pytest.raises(ValueError, match="init"):
+        EngineConfig(init="noise")
+    with pytest.raises(ValueError, match="iterations"):
+        EngineConfig(iterations=0)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(real, tmp_path):
+    _covmatch(checkpoint_every=5, iterations=10).fit(real, 10, seed=1, checkpoint_dir=tmp_path)
+    latest = tmp_path / "step_00000010.safetensors"
+    latest.write_bytes(latest.read_bytes()[:50])
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
+        resumed = _covmatch(checkpoint_every=5, iterations=10).fit(
+            real, 10, seed=1, checkpoint_dir=tmp_path, resume=True
+        )
+    fresh = _covmatch(iterations=10).fit(real, 10, seed=1)
+    assert torch.equal(resumed.image, fresh.image) and torch.equal(resumed.text, fresh.text)
+
+
+def test_distilled_set_evaluates(real, tmp_path):
+    from hypervldd.eval import EvalProtocol, evaluate
+
+    s = _covmatch(iterations=5).fit(real, 10, seed=0)
+    loaded = SyntheticSet.load(s.save(tmp_path / "s.safetensors"))
+    p = EvalProtocol(student=SMALL_STUDENT, epochs=3, seeds=(0,), lr_decay_epochs=())
+    r = evaluate(loaded, real, p)
+    assert r.n_train_pairs == 10 and r.train_storage_floats == loaded.storage_floats()
+    assert 0.0 <= r.mean["mean"] <= 100.0

@@ -1,0 +1,139 @@
+"""contrastive_loss: streaming symmetric InfoNCE against a materialised float64 loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import hypervldd.kernels as K
+from hypervldd.kernels import reference as R
+
+from ._helpers import DTYPES, MANIFOLDS, fused_module, grad_rtol, points
+
+SHAPES = [(1, 1, 1), (1, 5, 3), (7, 7, 2), (37, 45, 5)]
+
+
+def materialised(x, y, manifold, c, tau, positives=None):  # noqa: ANN001, ANN201
+    """The textbook loss on the full N x M logits (float64 oracle)."""
+    n = x.shape[0]
+    pos = torch.arange(n) if positives is None else positives
+    logits = -R.pairwise_dist_ref(x, y, manifold, c) / tau
+    row = F.cross_entropy(logits, pos, reduction="sum")
+    col_lse = torch.logsumexp(logits, 0)
+    col = (col_lse[pos] - logits[torch.arange(n), pos]).sum()
+    return (row + col) / (2 * n)
+
+
+def _ext_or_ref(use_ext: bool, tile: int):
+    if use_ext:
+        fused = fused_module()
+        return lambda x, y, m, c, t, p=None: fused.contrastive_loss_op(x, y, m, c, t, p, tile=tile)
+    return lambda x, y, m, c, t, p=None: R.contrastive_loss_ref(x, y, m, c, t, p, chunk=tile)
+
+
+@pytest.mark.parametrize("use_ext", [True, False], ids=["fused", "reference"])
+@pytest.mark.parametrize("manifold", MANIFOLDS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_values_and_gradients(use_ext: bool, manifold: str, shape) -> None:
+    n, m, dim = shape
+    # Tiles smaller than N and M that do not divide them.
+    fn = _ext_or_ref(use_ext, tile=4 if n * m < 100 else 16)
+    x = points(manifold, n, dim, c=0.8).requires_grad_()
+    y = points(manifold, m, dim, c=0.8).requires_grad_()
+    c = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+    tau = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    got = fn(x, y, manifold, c, tau)
+    want = materialised(x, y, manifold, c, tau)
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+    g1 = torch.autograd.grad(got, (x, y, c, tau))
+    g2 = torch.autograd.grad(want, (x, y, c, tau))
+    for a, b in zip(g1, g2, strict=False):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_public_float32_against_float64(dtype: torch.dtype) -> None:
+    x = points("lorentz", 50, 16, dtype, max_radius=4.0)
+    y = (x.double() + 0.01 * torch.randn(50, 17, dtype=torch.float64)).to(dtype)
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    loss = K.contrastive_loss(xr, yr, tau=0.1)
+    assert loss.dtype == dtype
+    ref = materialised(x.double(), y.double(), "lorentz", 1.0, 0.1)
+    assert abs(float(loss.detach()) - float(ref)) <= 1e-3 * abs(float(ref))
+    loss.backward()
+    xd, yd = x.double().requires_grad_(), y.double().requires_grad_()
+    materialised(xd, yd, "lorentz", 1.0, 0.1).backward()
+    scale = xd.grad.abs().max()
+    assert (xr.grad.double() - xd.grad).abs().max() / scale <= grad_rtol(dtype) * 10
+
+
+@pytest.mark.parametrize("use_ext", [True, False], ids=["fused", "reference"])
+def test_explicit_positives_shared_columns(use_ext: bool) -> None:
+    fn = _ext_or_ref(use_ext, tile=3)
+    x = points("poincare", 6, 3).requires_grad_()
+    y = points("poincare", 4, 3)
+    pos = torch.tensor([0, 0, 1, 3, 3, 3])
+    got = fn(x, y, "poincare", 1.0, 0.5, pos)
+    want = materialised(x, y, "poincare", 1.0, 0.5, pos)
+    assert torch.allclose(got, want, rtol=1e-10)
+    (ga,) = torch.autograd.grad(got, x)
+    (gb,) = torch.autograd.grad(want, x)
+    assert torch.allclose(ga, gb, rtol=1e-8, atol=1e-12)
+
+
+def test_gradcheck_and_opcheck() -> None:
+    fused = fused_module()
+    x = points("lorentz", 5, 2).requires_grad_()
+    y = points("lorentz", 6, 2).requires_grad_()
+    c = torch.tensor(1.2, dtype=torch.float64, requires_grad=True)
+    tau = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda a, b, cc, t: fused.contrastive_loss_op(a, b, "lorentz", cc, t, None, tile=4),
+        (x, y, c, tau),
+    )
+    pos = torch.arange(5)
+    torch.library.opcheck(fused._contrastive_fwd, (x, y, c, tau, pos, 0, 4))
+
+
+def test_empty_batch_and_errors() -> None:
+    x = torch.zeros(0, 4, requires_grad=True)
+    y = points("lorentz", 3, 3, torch.float32)
+    loss = K.contrastive_loss(x, y)
+    assert loss.shape == () and float(loss) == 0.0
+    loss.backward()
+    x = points("lorentz", 4, 3, torch.float32)
+    with pytest.raises(ValueError, match="tau must be"):
+        K.contrastive_loss(x, x, tau=0.0)
+    with pytest.raises(ValueError, match="positives must have shape"):
+        K.contrastive_loss(x, x, positives=torch.arange(3))
+    with pytest.raises(ValueError, match="positives must lie"):
+        K.contrastive_loss(x, x, positives=torch.tensor([0, 1, 2, 9]))
+    with pytest.raises(ValueError, match="N <= M"):
+        K.contrastive_loss(x, x[:2])
+    with pytest.raises(ValueError, match="c must be"):
+        K.contrastive_loss(x, x, c=-2.0)
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="x must be finite"):
+        K.contrastive_loss(bad, x)
+
+
+def test_streaming_never_forms_the_full_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every distance block the fused op computes is at most tile x tile, never N x M."""
+    fused = fused_module()
+    n = 1500
+    x = points("lorentz", n, 8, torch.float32)
+    y = points("lorentz", n, 8, torch.float32)
+    seen: list[int] = []
+    real = fused._dist_tile
+
+    def spy(a, b, c, m):  # noqa: ANN001, ANN202
+        out = real(a, b, c, m)
+        seen.append(out.numel())
+        return out
+
+    monkeypatch.setattr(fused, "_dist_tile", spy)
+    loss = fused.contrastive_loss_op(x, y, "lorentz", 1.0, 0.1, None, tile=512)
+    assert torch.isfinite(loss)
+    assert len(seen) == 9 and max(seen) <= 512 * 512 < n * n

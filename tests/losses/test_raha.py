@@ -1,0 +1,321 @@
+"""RAHA: faithful and corrected settings against a step-by-step dense re-derivation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hypervldd.losses import (
+    RAHALoss,
+    adaptive_rank,
+    ot_relevance_matching,
+    range_residual_subspaces,
+    reference_lift,
+)
+
+from ._dense import info_nce, lorentz_lift, lorentz_pdist
+
+F64 = torch.float64
+EPS64 = torch.finfo(F64).eps
+EPS32 = torch.finfo(torch.float32).eps
+
+
+def _batch(b: int, d: int, scale: float = 1.0, seed: int = 0, dtype=F64):
+    g = torch.Generator().manual_seed(seed)
+    shared = torch.randn(b, 3, generator=g, dtype=dtype)
+    mix_x = torch.randn(3, d, generator=g, dtype=dtype)
+    mix_y = torch.randn(3, d, generator=g, dtype=dtype)
+    # Image and text share a low-rank signal plus noise: a real coupling with a range.
+    x = shared @ mix_x + 0.3 * torch.randn(b, d, generator=g, dtype=dtype)
+    y = shared @ mix_y + 0.3 * torch.randn(b, d, generator=g, dtype=dtype)
+    return scale * x, scale * y
+
+
+def _dense_raha(
+    ri,
+    rt,
+    si,
+    st,
+    *,
+    faithful: bool,
+    c=1.0,
+    tau=0.07,
+    tr=0.07,
+    eta=0.95,
+    eps=0.05,
+    iters=20,
+    lam=(0.8, 0.4, 0.1),
+):
+    """Every step written out with explicit d x d matrices, float64."""
+    d = ri.shape[1]
+    if faithful:
+        b = min(ri.shape[0], si.shape[0])
+        ri, rt = ri[:b], rt[:b]
+
+        def lift(u):
+            r = (math.sqrt(c) * u.norm(dim=-1, keepdim=True)).clamp(1e-8, math.asinh(2.0**15))
+            xs = torch.sinh(r) / r * u
+            return torch.cat([torch.sqrt(1 / c + (xs * xs).sum(-1, keepdim=True)), xs], -1)
+    else:
+
+        def lift(u):
+            return lorentz_lift(u / math.sqrt(d), c)
+
+    def log0(p):
+        xs = p[:, 1:]
+        n = math.sqrt(c) * xs.norm(dim=-1, keepdim=True)
+        return torch.asinh(n) * xs / n
+
+    xs_p, ys_p = lift(si), lift(st)
+    hitc = info_nce(-lorentz_pdist(xs_p, ys_p, c) / tau)
+    if faithful:
+        xs_p, ys_p = xs_p[:b], ys_p[:b]
+    xs, ys = log0(xs_p), log0(ys_p)
+    xr, yr = log0(lift(ri)).detach(), log0(lift(rt)).detach()
+
+    def cov(x, y):
+        return (x - x.mean(0)).T @ (y - y.mean(0)) / (x.shape[0] - 1)
+
+    cr, cs = cov(xr, yr), cov(xs, ys)
+    u, s, vh = torch.linalg.svd(cr)
+    e = s**2
+    k = int(torch.nonzero(torch.cumsum(e, 0) / e.sum() >= eta - 1e-12)[0]) + 1
+    uk, vk = u[:, :k], vh.T[:, :k]
+    pu = torch.eye(d, dtype=F64) - uk @ uk.T
+    pv = torch.eye(d, dtype=F64) - vk @ vk.T
+
+    def sinkhorn(m):
+        m = m / m.mean()
+        kk = torch.exp(-m / eps)
+        a = torch.full((m.shape[0],), 1 / m.shape[0], dtype=F64)
+        bb = torch.full((m.shape[1],), 1 / m.shape[1], dtype=F64)
+        vv = torch.ones(m.shape[1], dtype=F64)
+        for _ in range(iters):
+            uu = a / (kk @ vv)
+            vv = bb / (kk.T @ uu)
+        t = uu[:, None] * kk * vv[None, :]
+        return t / t.sum()
+
+    tt = tr if faithful else 1.0
+
+    def ell(sr, ss):
+        logp = torch.log_softmax(sr.detach() / tt, 1)
+        logq = torch.log_softmax(ss / tt, 1)
+        q = logq.exp()
+        # m[i, j] = sum_l q_il (log q_il - log p_jl), by broadcasting.
+        m = (q[:, None, :] * (logq[:, None, :] - logp[None, :, :])).sum(-1).clamp_min(0)
+        return tr**2 * (sinkhorn(m.detach()) * m).sum()
+
+    def match(qr, kr, qs, ks):
+        if faithful:
+            sr, ss = qr @ kr.T / tr, qs @ ks.T / tr
+            return 0.5 * (ell(sr, ss) + ell(sr.T, ss.T))
+        return 0.5 * (ell(qr @ kr.T / tr, qs @ kr.T / tr) + ell(kr @ qr.T / tr, ks @ qr.T / tr))
+
+    range_m = match(xr @ uk, yr @ vk, xs @ uk, ys @ vk)
+    resid_m = match(xr @ pu, yr @ pv, xs @ pu, ys @ pv)
+    er = ((uk.T @ cr @ vk) ** 2).mean()
+    es = ((uk.T @ cs @ vk) ** 2).mean()
+    expand = torch.relu(er - es) / er
+    rho = ((pu @ cs @ pv) ** 2).mean() / es
+    comp = rho + torch.relu(rho - 1)
+    total = hitc + lam[0] * (range_m + expand) + lam[1] * resid_m + lam[2] * comp
+    return dict(
+        total=total,
+        hitc=hitc,
+        range_match=range_m,
+        expand=expand,
+        residual_match=resid_m,
+        compress=comp,
+        rank=k,
+    )
+
+
+@pytest.mark.parametrize("faithful", [True, False])
+def test_matches_step_by_step_dense_rederivation(faithful: bool) -> None:
+    b, d = 10, 16
+    ri, rt = _batch(b, d, scale=2.0, seed=1)
+    si, st = _batch(b + 2, d, scale=2.0, seed=2)
+    si.requires_grad_()
+    st.requires_grad_()
+    got = RAHALoss(faithful=faithful).terms(ri, rt, si, st)
+    want = _dense_raha(ri, rt, si, st, faithful=faithful)
+    assert got.rank == want["rank"] and got.rank >= 1
+    for name in ("hitc", "range_match", "expand", "residual_match", "compress", "total"):
+        torch.testing.assert_close(
+            getattr(got, name), want[name], rtol=EPS64**0.4, atol=1e6 * EPS64, msg=name
+        )
+    g = torch.autograd.grad(got.total, (si, st))
+    w = torch.autograd.grad(want["total"], (si, st))
+    for a, e in zip(g, w, strict=True):
+        torch.testing.assert_close(a, e, rtol=EPS64**0.4, atol=1e7 * EPS64)
+
+
+def test_qr_subspaces_equal_svd_subspaces() -> None:
+    b, d = 24, 300
+    x, y = _batch(b, d, seed=4)
+    for eta in (0.5, 0.95, 0.999):
+        q = range_residual_subspaces(x, y, eta, solver="qr")
+        s = range_residual_subspaces(x, y, eta, solver="svd")
+        assert q.rank == s.rank
+        n = min(q.singular_values.numel(), s.singular_values.numel())
+        top = float(s.singular_values[0])
+        torch.testing.assert_close(
+            q.singular_values[:n], s.singular_values[:n], rtol=0, atol=1e6 * EPS64 * top
+        )
+        for a, e in ((q.u, s.u), (q.v, s.v)):
+            pa, pe = a @ a.T, e @ e.T  # projectors: unique, unlike sign-ambiguous bases
+            assert float((pa - pe).norm() / pe.norm()) < 1e-5
+
+
+def test_adaptive_rank() -> None:
+    g = torch.Generator().manual_seed(5)
+    b, d = 16, 64
+    t = torch.randn(b, 1, generator=g, dtype=F64)
+    x = t @ torch.randn(1, d, generator=g, dtype=F64)
+    y = -2.0 * t @ torch.randn(1, d, generator=g, dtype=F64)
+    for eta in (0.5, 0.95, 1.0):
+        assert range_residual_subspaces(x, y, eta).rank == 1  # rank-1 coupling
+    xn = torch.randn(b, d, generator=g, dtype=F64)
+    yn = torch.randn(b, d, generator=g, dtype=F64)
+    # White noise: centring leaves rank b - 1, and with eta near 1 every direction counts.
+    assert range_residual_subspaces(xn, yn, 0.999999).rank == b - 1
+    assert range_residual_subspaces(xn, yn, 1.0, solver="svd").rank == b - 1
+    assert range_residual_subspaces(xn, yn, 0.5).rank < b - 1
+    assert range_residual_subspaces(xn, yn, 0.999999, max_rank=3).rank == 3
+    assert adaptive_rank(torch.zeros(5, dtype=F64), 0.95) == 0
+    assert adaptive_rank(torch.tensor([3.0, 4.0], dtype=F64), 9 / 25) == 1
+    assert adaptive_rank(torch.tensor([3.0, 4.0], dtype=F64), 9 / 25 + 1e-3) == 2
+
+
+def test_ot_matching_invariant_to_permuting_synthetic_rows() -> None:
+    g = torch.Generator().manual_seed(6)
+    real = torch.randn(9, 7, generator=g, dtype=F64)
+    syn = torch.randn(9, 7, generator=g, dtype=F64)
+    perm = torch.randperm(9, generator=g)
+    a = ot_relevance_matching(real, syn, tau_t=0.07)
+    b = ot_relevance_matching(real, syn[perm], tau_t=0.07)
+    torch.testing.assert_close(a, b, rtol=1e4 * EPS64, atol=0)
+
+
+def test_shared_anchors_make_the_loss_invariant_to_synthetic_order() -> None:
+    b, d = 12, 20
+    ri, rt = _batch(b, d, seed=7)
+    si, st = _batch(b, d, seed=8)
+    perm = torch.randperm(b)
+    fixed = RAHALoss()
+    a, p = fixed.terms(ri, rt, si, st), fixed.terms(ri, rt, si[perm], st[perm])
+    for name in ("range_match", "residual_match", "total"):
+        torch.testing.assert_close(getattr(a, name), getattr(p, name), rtol=1e6 * EPS64, atol=0)
+    # The reference's column-by-index cost is not invariant: that is the defect corrected.
+    ref = RAHALoss(faithful=True)
+    fa, fp = ref.terms(ri, rt, si, st), ref.terms(ri, rt, si[perm], st[perm])
+    assert abs(float(fa.range_match - fp.range_match)) > 1e-3 * abs(float(fa.range_match))
+    # A synthetic batch that is a permutation of the real one is (nearly) a perfect match
+    # for the corrected cost, but not for the reference's.
+    same = fixed.terms(ri, rt, ri[perm], rt[perm])
+    other = fixed.terms(ri, rt, si, st)
+    assert float(same.range_match) < 0.1 * float(other.range_match)
+    ref_same = ref.terms(ri, rt, ri[perm], rt[perm])
+    assert float(ref_same.range_match) > 10 * float(same.range_match)
+
+
+def test_scaled_lift_lets_radii_vary() -> None:
+    g = torch.Generator().manual_seed(9)
+    d = 2304
+    # LayerNorm output has norm exactly sqrt(d) = 48: one radius, 12.56, for every point.
+    ln = torch.nn.functional.layer_norm(torch.randn(8, d, generator=g, dtype=F64), (d,))
+    radii = torch.asinh(reference_lift(ln, 1.0)[:, 1:].norm(dim=-1))
+    assert float(radii.max() - radii.min()) < 1e-5
+    assert float(radii.mean()) == pytest.approx(12.56, abs=0.01)
+    # With a learned LayerNorm gain the norms spread by +-20 %, but the clamped lift maps
+    # them to radii log(norm) + const: the tangent features are nearly normalised.
+    u = ln * torch.linspace(0.8, 1.2, 8, dtype=F64)[:, None]
+    ref_pts = reference_lift(u, 1.0)
+    radii = torch.asinh(ref_pts[:, 1:].norm(dim=-1))
+    tangent = RAHALoss(faithful=True).tangent(ref_pts)
+    torch.testing.assert_close(tangent, radii[:, None] * u / u.norm(dim=-1, keepdim=True))
+    spread_ref = float((radii.max() - radii.min()) / radii.mean())
+    assert spread_ref < 0.04
+    fixed = RAHALoss()
+    r2 = torch.asinh(fixed.lift(u)[:, 1:].norm(dim=-1))
+    spread_fixed = float((r2.max() - r2.min()) / r2.mean())
+    assert spread_fixed > 0.35  # radii follow the feature norms (0.8 to 1.2)
+    torch.testing.assert_close(fixed.tangent(fixed.lift(u)), u / math.sqrt(d))
+
+
+def test_single_temperature_changes_only_the_effective_temperature() -> None:
+    b, d = 10, 12
+    ri, rt = _batch(b, d, seed=10)
+    si, st = _batch(b, d, seed=11)
+    single = RAHALoss().terms(ri, rt, si, st)
+    double = RAHALoss(single_temperature=False).terms(ri, rt, si, st)
+    assert single.rank == double.rank
+    torch.testing.assert_close(single.hitc, double.hitc)
+    torch.testing.assert_close(single.expand, double.expand)
+    assert abs(float(single.range_match - double.range_match)) > 1e-6
+    # Double division by 0.07 makes the relevance rows nearly one-hot.
+    logits = torch.randn(6, 6, dtype=F64) * 2
+    p_double = torch.softmax(logits / 0.07 / 0.07, 1)
+    p_single = torch.softmax(logits / 0.07, 1)
+    assert float(p_double.max(1).values.min()) > float(p_single.max(1).values.min())
+
+
+def test_gradcheck_on_the_smooth_terms() -> None:
+    b, d = 5, 4
+    ri, rt = _batch(b, d, seed=12)
+    si, st = _batch(b, d, seed=13)
+    si.requires_grad_()
+    st.requires_grad_()
+    loss = RAHALoss(eta=0.7)
+
+    def f(a, c):
+        t = loss.terms(ri, rt, a, c)
+        # The OT terms use a constant plan by design; these three are true functions.
+        return t.hitc + t.expand + t.compress
+
+    assert torch.autograd.gradcheck(f, (si, st), fast_mode=True)
+
+
+def test_batch_of_one_float32_and_autocast() -> None:
+    ri, rt = _batch(1, 8, seed=14, dtype=torch.float32)
+    si, st = _batch(1, 8, seed=15, dtype=torch.float32)
+    si.requires_grad_()
+    t = RAHALoss().terms(ri, rt, si, st)
+    assert t.rank == 0 and float(t.range_match.detach()) == 0.0
+    (g,) = torch.autograd.grad(t.total, si, allow_unused=True)
+    assert g is None or bool(torch.isfinite(g).all())
+    ri, rt = _batch(8, 8, seed=16)
+    si, st = _batch(1, 8, seed=17)
+    one = RAHALoss().terms(ri, rt, si.float(), st.float())
+    assert all(bool(torch.isfinite(v)) for v in one[:6])
+    si, st = _batch(8, 8, seed=17)
+    ref = RAHALoss().terms(ri, rt, si, st)
+    f32 = RAHALoss().terms(ri.float(), rt.float(), si.float(), st.float())
+    assert f32.total.dtype == torch.float32 and f32.rank == ref.rank
+    torch.testing.assert_close(f32.total.double(), ref.total, rtol=1e3 * EPS32, atol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ac = RAHALoss().terms(ri.float(), rt.float(), si.float(), st.float())
+    assert ac.total.dtype == torch.float32
+    torch.testing.assert_close(ac.total, f32.total, rtol=1e2 * EPS32, atol=0)
+
+
+def test_errors_name_the_argument() -> None:
+    ri, rt = _batch(4, 6, dtype=torch.float32)
+    loss = RAHALoss()
+    with pytest.raises(ValueError, match="real_text"):
+        loss(ri, rt[:3], ri, rt)
+    with pytest.raises(ValueError, match="syn_image"):
+        loss(ri, rt, ri[:, :5], rt)
+    bad = rt.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="syn_text must be finite"):
+        loss(ri, rt, ri, bad)
+    with pytest.raises(ValueError, match="real_image"):
+        loss(ri[0], rt, ri, rt)
+    with pytest.raises(ValueError, match="eta"):
+        RAHALoss(eta=1.5)
+    with pytest.raises(ValueError, match="solver"):
+        RAHALoss(solver="eig")
