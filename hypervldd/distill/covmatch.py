@@ -36,6 +36,7 @@ from .base import RealData, register
 from .engine import EngineConfig, GradientDistiller
 
 __all__ = [
+    "OnlineStudent",
     "CovMatchConfig",
     "CovMatch",
     "MomentMatchingConfig",
@@ -62,6 +63,54 @@ def _stat_loss(
     cov = (rho * cross_covariance(hv_t, hl_t) - cross_covariance(hv_s, hl_s)).pow(2).sum()
     feat = (hv_t.mean(0) - hv_s.mean(0)).pow(2).sum() + (hl_t.mean(0) - hl_s.mean(0)).pow(2).sum()
     return cov + lam * feat
+
+
+class OnlineStudent:
+    """The online student of CovMatch (and RAHA): trained along the distillation.
+
+    At every iteration it takes one SGD step of the symmetric contrastive loss on
+    a fresh real batch, and every ``reset_every`` iterations it is re-initialised
+    in place (so the checkpointed module and optimiser objects stay the same).
+    All randomness comes from the engine's generator, in a fixed order: the
+    re-initialisation, then the batch.
+    """
+
+    def __init__(self, data: RealData, config: Any, gen: torch.Generator) -> None:
+        self.config = config
+        self.student = Student(
+            data.pair_image.shape[1], data.pair_text.shape[1], config.student, gen
+        )
+        self.optimizer = torch.optim.SGD(
+            [p for p in self.student.parameters() if p.requires_grad],
+            lr=config.student_lr,
+            momentum=config.student_momentum,
+        )
+
+    def step(
+        self, step: int, data: RealData, gen: torch.Generator, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Advance one iteration; returns the real batch ``(idx, image, text)``."""
+        if step > 0 and step % self.config.reset_every == 0:
+            fresh = Student(
+                data.pair_image.shape[1], data.pair_text.shape[1], self.config.student, gen
+            )
+            self.student.load_state_dict(fresh.state_dict())
+            self.optimizer.state.clear()
+        b = min(int(batch_size), data.num_pairs)
+        idx = torch.randperm(data.num_pairs, generator=gen)[:b]
+        ri, rt = data.pair_image[idx], data.pair_text[idx]
+        st = self.student
+        st.train()
+        logits = st.logits(st.encode_image(ri), st.encode_text(rt))
+        sloss = symmetric_infonce(
+            logits, batch_targets(idx, similarity=None, group=data.pair_group)
+        )
+        if bool(torch.isfinite(sloss)):
+            self.optimizer.zero_grad(set_to_none=True)
+            sloss.backward()
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return idx, ri, rt
 
 
 @dataclass(frozen=True)
@@ -109,29 +158,15 @@ class CovMatch(GradientDistiller):
     def _resolved(self) -> dict[str, Any]:
         return {"rho": self._rho, "lam": self._lam}
 
-    def _new_student(self, data: RealData, gen: torch.Generator) -> None:
-        self._student = Student(
-            data.pair_image.shape[1], data.pair_text.shape[1], self.config.student, gen
-        )
-        self._sopt = torch.optim.SGD(
-            [p for p in self._student.parameters() if p.requires_grad],
-            lr=self.config.student_lr,
-            momentum=self.config.student_momentum,
-        )
-
     def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
         self._resolve(budget)
-        self._new_student(data, gen)
+        self._online = OnlineStudent(data, self.config, gen)
 
     def _aux_modules(self) -> dict[str, nn.Module]:
-        return {"student": self._student}
+        return {"student": self._online.student}
 
     def _aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"student": self._sopt}
-
-    def _real_batch(self, data: RealData, gen: torch.Generator) -> torch.Tensor:
-        b = min(int(self.engine.real_batch_size), data.num_pairs)
-        return torch.randperm(data.num_pairs, generator=gen)[:b]
+        return {"student": self._online.optimizer}
 
     def _loss(
         self,
@@ -141,27 +176,8 @@ class CovMatch(GradientDistiller):
         data: RealData,
         gen: torch.Generator,
     ) -> torch.Tensor:
-        if step > 0 and step % self.config.reset_every == 0:
-            # Reset in place so checkpointed module/optimiser objects stay the same.
-            fresh = Student(
-                data.pair_image.shape[1], data.pair_text.shape[1], self.config.student, gen
-            )
-            self._student.load_state_dict(fresh.state_dict())
-            self._sopt.state.clear()
-        idx = self._real_batch(data, gen)
-        ri, rt = data.pair_image[idx], data.pair_text[idx]
-        st = self._student
-        # One online SGD step of the student on the real batch.
-        st.train()
-        logits = st.logits(st.encode_image(ri), st.encode_text(rt))
-        sloss = symmetric_infonce(
-            logits, batch_targets(idx, similarity=None, group=data.pair_group)
-        )
-        if bool(torch.isfinite(sloss)):
-            self._sopt.zero_grad(set_to_none=True)
-            sloss.backward()
-            self._sopt.step()
-        self._sopt.zero_grad(set_to_none=True)
+        _, ri, rt = self._online.step(step, data, gen, self.engine.real_batch_size)
+        st = self._online.student
         with torch.no_grad():
             hv_t, hl_t = st.image_tangent(ri), st.text_tangent(rt)
         loss = _stat_loss(

@@ -33,9 +33,10 @@ import torch
 from torch import nn
 
 from ..eval.protocol import EvalProtocol, StudentConfig
-from ..eval.student import Student, batch_targets, symmetric_infonce, train_student
+from ..eval.student import Student, train_student
 from ..losses import FullDatasetRankAlignment, HyperbolicContrastiveLoss, RAHALoss
 from .base import RealData, register
+from .covmatch import OnlineStudent
 from .engine import EngineConfig, GradientDistiller
 
 __all__ = ["RAHAConfig", "RAHADistiller", "RankAlignConfig", "RankAlignDistiller"]
@@ -77,16 +78,6 @@ class RAHADistiller(GradientDistiller):
     method = "raha"
     Config = RAHAConfig
 
-    def _new_student(self, data: RealData, gen: torch.Generator) -> None:
-        self._student = Student(
-            data.pair_image.shape[1], data.pair_text.shape[1], self.config.student, gen
-        )
-        self._sopt = torch.optim.SGD(
-            [p for p in self._student.parameters() if p.requires_grad],
-            lr=self.config.student_lr,
-            momentum=self.config.student_momentum,
-        )
-
     def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
         lc = self.config.loss
         self._loss_fn = RAHALoss(
@@ -99,13 +90,13 @@ class RAHADistiller(GradientDistiller):
             faithful=lc.faithful,
             solver=None if lc.faithful else lc.solver,
         )
-        self._new_student(data, gen)
+        self._online = OnlineStudent(data, self.config, gen)
 
     def _aux_modules(self) -> dict[str, nn.Module]:
-        return {"student": self._student}
+        return {"student": self._online.student}
 
     def _aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"student": self._sopt}
+        return {"student": self._online.optimizer}
 
     def _loss(
         self,
@@ -115,26 +106,8 @@ class RAHADistiller(GradientDistiller):
         data: RealData,
         gen: torch.Generator,
     ) -> torch.Tensor:
-        if step > 0 and step % self.config.reset_every == 0:
-            fresh = Student(
-                data.pair_image.shape[1], data.pair_text.shape[1], self.config.student, gen
-            )
-            self._student.load_state_dict(fresh.state_dict())
-            self._sopt.state.clear()
-        b = min(int(self.engine.real_batch_size), data.num_pairs)
-        idx = torch.randperm(data.num_pairs, generator=gen)[:b]
-        ri, rt = data.pair_image[idx], data.pair_text[idx]
-        st = self._student
-        st.train()
-        logits = st.logits(st.encode_image(ri), st.encode_text(rt))
-        sloss = symmetric_infonce(
-            logits, batch_targets(idx, similarity=None, group=data.pair_group)
-        )
-        if bool(torch.isfinite(sloss)):
-            self._sopt.zero_grad(set_to_none=True)
-            sloss.backward()
-            self._sopt.step()
-        self._sopt.zero_grad(set_to_none=True)
+        _, ri, rt = self._online.step(step, data, gen, self.engine.real_batch_size)
+        st = self._online.student
         with torch.no_grad():
             hv_t, hl_t = st.image_tangent(ri), st.text_tangent(rt)
         return self._loss_fn(hv_t, hl_t, st.image_tangent(image), st.text_tangent(text))

@@ -4,7 +4,7 @@ import torch
 from hypervldd.distill import get_distiller
 from hypervldd.eval import FeatureSet
 
-from ._synth import clustered_features
+from .._synth import clustered_features
 
 RAW = {"feature_space": "raw"}
 

@@ -13,7 +13,7 @@ from hypervldd.distill import (
 from hypervldd.distill.covmatch import _stat_loss
 from hypervldd.eval import StudentConfig
 
-from ._synth import clustered_features
+from .._synth import clustered_features
 
 SMALL_STUDENT = StudentConfig(width=16)
 

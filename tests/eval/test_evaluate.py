@@ -3,7 +3,7 @@ import torch
 
 from hypervldd.eval import EvalProtocol, FeatureSet, StudentConfig, TrainPairs, evaluate
 
-from ._synth import clustered_features
+from .._synth import clustered_features
 
 FAST = dict(epochs=15, batch_size=64, lr_decay_epochs=(10,), seeds=(0, 1))
 
