@@ -37,6 +37,7 @@ from .engine import EngineConfig, GradientDistiller
 
 __all__ = [
     "OnlineStudent",
+    "OnlineStudentDistiller",
     "CovMatchConfig",
     "CovMatch",
     "MomentMatchingConfig",
@@ -113,6 +114,32 @@ class OnlineStudent:
         return idx, ri, rt
 
 
+class OnlineStudentDistiller(GradientDistiller):
+    """Base of methods that read features through an :class:`OnlineStudent`.
+
+    Subclasses call :meth:`_start_student` in ``_setup`` and :meth:`_real_tangents`
+    in ``_loss``; the student and its optimiser are checkpointed.
+    """
+
+    def _start_student(self, data: RealData, gen: torch.Generator) -> None:
+        self._online = OnlineStudent(data, self.config, gen)
+
+    def _aux_modules(self) -> dict[str, nn.Module]:
+        return {"student": self._online.student}
+
+    def _aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"student": self._online.optimizer}
+
+    def _real_tangents(
+        self, step: int, data: RealData, gen: torch.Generator
+    ) -> tuple[Student, torch.Tensor, torch.Tensor]:
+        """Advance the student one step; its tangent features of the real batch (no grad)."""
+        _, ri, rt = self._online.step(step, data, gen, self.engine.real_batch_size)
+        st = self._online.student
+        with torch.no_grad():
+            return st, st.image_tangent(ri), st.text_tangent(rt)
+
+
 @dataclass(frozen=True)
 class CovMatchConfig:
     """CovMatch settings (``None`` = the paper's budget-dependent default).
@@ -144,7 +171,7 @@ class CovMatchConfig:
 
 
 @register
-class CovMatch(GradientDistiller):
+class CovMatch(OnlineStudentDistiller):
     """CovMatch: cross-covariance + feature-mean matching through an online student."""
 
     method = "covmatch"
@@ -160,13 +187,7 @@ class CovMatch(GradientDistiller):
 
     def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
         self._resolve(budget)
-        self._online = OnlineStudent(data, self.config, gen)
-
-    def _aux_modules(self) -> dict[str, nn.Module]:
-        return {"student": self._online.student}
-
-    def _aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"student": self._online.optimizer}
+        self._start_student(data, gen)
 
     def _loss(
         self,
@@ -176,14 +197,10 @@ class CovMatch(GradientDistiller):
         data: RealData,
         gen: torch.Generator,
     ) -> torch.Tensor:
-        _, ri, rt = self._online.step(step, data, gen, self.engine.real_batch_size)
-        st = self._online.student
-        with torch.no_grad():
-            hv_t, hl_t = st.image_tangent(ri), st.text_tangent(rt)
-        loss = _stat_loss(
+        st, hv_t, hl_t = self._real_tangents(step, data, gen)
+        return _stat_loss(
             hv_t, hl_t, st.image_tangent(image), st.text_tangent(text), self._rho, self._lam
         )
-        return loss
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..eval.protocol import EvalProtocol, StudentConfig
 from ..eval.student import Student, train_student
 from ..losses import FullDatasetRankAlignment, HyperbolicContrastiveLoss, RAHALoss
 from .base import RealData, register
-from .covmatch import OnlineStudent
+from .covmatch import OnlineStudentDistiller
 from .engine import EngineConfig, GradientDistiller
 
 __all__ = ["RAHAConfig", "RAHADistiller", "RankAlignConfig", "RankAlignDistiller"]
@@ -72,7 +71,7 @@ class RAHAConfig:
 
 
 @register
-class RAHADistiller(GradientDistiller):
+class RAHADistiller(OnlineStudentDistiller):
     """RAHA: rank-aware hyperbolic alignment of synthetic to real relevance structure."""
 
     method = "raha"
@@ -90,13 +89,7 @@ class RAHADistiller(GradientDistiller):
             faithful=lc.faithful,
             solver=None if lc.faithful else lc.solver,
         )
-        self._online = OnlineStudent(data, self.config, gen)
-
-    def _aux_modules(self) -> dict[str, nn.Module]:
-        return {"student": self._online.student}
-
-    def _aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"student": self._online.optimizer}
+        self._start_student(data, gen)
 
     def _loss(
         self,
@@ -106,10 +99,7 @@ class RAHADistiller(GradientDistiller):
         data: RealData,
         gen: torch.Generator,
     ) -> torch.Tensor:
-        _, ri, rt = self._online.step(step, data, gen, self.engine.real_batch_size)
-        st = self._online.student
-        with torch.no_grad():
-            hv_t, hl_t = st.image_tangent(ri), st.text_tangent(rt)
+        st, hv_t, hl_t = self._real_tangents(step, data, gen)
         return self._loss_fn(hv_t, hl_t, st.image_tangent(image), st.text_tangent(text))
 
 
