@@ -72,10 +72,11 @@ def _prepare(x, y, manifold, c):
     check_finite(x, "x")
     check_finite(y, "y")
     if manifold == "poincare" and validation_enabled():
+        cf = float(c.detach()) if isinstance(c, torch.Tensor) else float(c)
         for t, name in ((x, "x"), (y, "y")):
-            if t.numel() and bool((float(c) * (t.detach().double() ** 2).sum(1) >= 1.0).any()):
+            if t.numel() and bool((cf * (t.detach().double() ** 2).sum(1) >= 1.0).any()):
                 raise ValueError(
-                    f"{name} must lie inside the Poincaré ball c|{name}|^2 < 1 (c = {float(c)});"
+                    f"{name} must lie inside the Poincaré ball c|{name}|^2 < 1 (c = {cf});"
                     " project it with PoincareBall.projx"
                 )
     dt = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
