@@ -65,9 +65,11 @@ class Manifold(geoopt.Manifold):
         x = check_tensor(x, name)
         check_finite(x, name)
         if validation_enabled() and x.numel() > 0:
-            ok, reason = self._check_point_on_manifold(
-                x.detach(), atol=0.0, rtol=manifold_rtol(x.dtype)
-            )
+            # no_grad: a learnable curvature must not pull the check into the graph
+            with torch.no_grad():
+                ok, reason = self._check_point_on_manifold(
+                    x.detach(), atol=0.0, rtol=manifold_rtol(x.dtype)
+                )
             if not ok:
                 raise ValueError(f"{name} is not on the {self.name} manifold: {reason}")
         return x
