@@ -97,7 +97,10 @@ def _json_obj(text: str) -> dict:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="emoji", help="emoji, fashion-mnist, or a local file")
+    p.add_argument(
+        "--dataset", default="emoji", help="emoji, fashion-mnist, a Karpathy .json or a .csv/.jsonl"
+    )
+    p.add_argument("--image-root", default=None, help="image folder of a local dataset file")
     p.add_argument("--image-encoder", default="efficientnet-lite0")
     p.add_argument("--text-encoder", default="minilm-l6-v2")
     p.add_argument("--open-clip-checkpoint", default=None, help="local open_clip weights")
@@ -149,6 +152,7 @@ def _features(args: argparse.Namespace, splits=("train", "val", "test")):  # noq
         limit=args.limit,
         open_clip_checkpoint=args.open_clip_checkpoint,
         progress=not args.no_progress,
+        image_root=args.image_root,
     )
 
 
@@ -228,7 +232,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.dataset:
         real = _features(args, ("train",))["train"]
         if args.grid:
-            dataset = _load_dataset(args.dataset, args.limit, not args.no_progress)
+            dataset = _load_dataset(args.dataset, args.limit, not args.no_progress, args.image_root)
     info = inspect_artifact(args.artifact, real, k=args.k, grid_png=args.grid, dataset=dataset)
     print(json.dumps(info["manifest"], indent=2, default=str))
     print(f"pairs: {info['pairs']}, stored floats: {info['storage_floats']}")

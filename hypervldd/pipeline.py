@@ -78,7 +78,9 @@ def build_encoders(
     return data.efficientnet_lite0(), data.minilm_l6_v2()
 
 
-def _load_dataset(dataset: Any, limit: int | None, progress: bool) -> Any:
+def _load_dataset(
+    dataset: Any, limit: int | None, progress: bool, image_root: str | os.PathLike | None = None
+) -> Any:
     from . import data
 
     if isinstance(dataset, data.PairedDataset):
@@ -91,9 +93,13 @@ def _load_dataset(dataset: Any, limit: int | None, progress: bool) -> Any:
         return data.load_dataset(name, **kwargs)
     path = Path(name)
     if path.suffix.lower() == ".json" and path.is_file():
-        return data.load_karpathy_json(path)
-    if path.suffix.lower() in {".csv", ".jsonl", ".tsv"} and path.is_file():
-        return data.load_caption_table(path)
+        if image_root is None:
+            raise PipelineError(
+                f"dataset {name!r} is a Karpathy-style JSON: give its image folder (--image-root)"
+            )
+        return data.load_karpathy_json(path, image_root)
+    if path.suffix.lower() in {".csv", ".jsonl"} and path.is_file():
+        return data.load_caption_table(path, image_root=image_root)
     raise PipelineError(
         f"dataset must be one of {data.BUILTIN_DATASETS}, a Karpathy-style .json or a "
         f".csv/.jsonl caption table; got {name!r}"
@@ -110,11 +116,15 @@ def prepare(
     limit: int | None = None,
     open_clip_checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
+    image_root: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Encode the requested splits of a dataset (cached): ``{split: PairedFeatures}``."""
+    """Encode the requested splits of a dataset (cached): ``{split: PairedFeatures}``.
+
+    ``image_root`` is the image folder of a Karpathy JSON or a caption table.
+    """
     from . import data
 
-    ds = _load_dataset(dataset, limit, progress)
+    ds = _load_dataset(dataset, limit, progress, image_root)
     img_enc, txt_enc = build_encoders(
         image_encoder, text_encoder, open_clip_checkpoint=open_clip_checkpoint
     )
