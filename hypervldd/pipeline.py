@@ -325,7 +325,7 @@ def compare(
 
 
 def _write_compare(result: CompareResult, out: Path) -> None:
-    from .data._io import atomic_write_bytes
+    from .data._io import atomic_path, atomic_write_bytes
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "results.md", (result.markdown() + "\n").encode())
@@ -358,10 +358,9 @@ def _write_compare(result: CompareResult, out: Path) -> None:
     ax2.set_ylabel("distillation time per run (s)")
     ax2.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    tmp = out / ".recall_vs_budget.png.tmp"
-    fig.savefig(tmp, dpi=120, format="png")
+    with atomic_path(out / "recall_vs_budget.png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(tmp, out / "recall_vs_budget.png")
 
 
 def inspect_artifact(
@@ -407,6 +406,8 @@ def inspect_artifact(
 def _image_grid(dataset: Any, real: Any, indices: list[int], out: Path) -> None:
     from PIL import Image
 
+    from .data._io import atomic_path
+
     split = real.metadata.get("split", "train") if isinstance(real.metadata, dict) else "train"
     images = [dataset.split(split).load_image(int(i)) for i in indices]
     side = 64
@@ -417,7 +418,5 @@ def _image_grid(dataset: Any, real: Any, indices: list[int], out: Path) -> None:
         canvas.paste(
             im.convert("RGB").resize((side, side)), ((n % cols) * side, (n // cols) * side)
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        canvas.save(tmp, format="PNG")

@@ -68,13 +68,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
+        # make the rename itself durable (not possible on every platform)
+        with contextlib.suppress(OSError):
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
     finally:
         # After a successful replace the temporary name no longer exists.
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file + ``os.replace``)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file + ``os.replace``); returns it."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)

@@ -13,13 +13,14 @@ import hashlib
 import json
 import os
 import struct
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+
+from ..data._io import atomic_write_bytes
 
 __all__ = [
     "ArtifactError",
@@ -34,31 +35,6 @@ META_KEY = "hypervldd"
 
 class ArtifactError(ValueError):
     """A file is not a valid hypervldd artifact or checkpoint (corrupt, truncated, foreign)."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-    return path
 
 
 def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
