@@ -1,10 +1,13 @@
 """Fused streaming hyperbolic InfoNCE (forward + backward) vs materialised losses.
 
-Usage: .venv/bin/python benchmarks/bench_contrastive.py [--n 8192] [--d 256] [--large 65536]
-Writes results/contrastive.csv and results/contrastive.png. "materialised reference" is
+Usage: .venv/bin/python benchmarks/bench_contrastive.py [--n 8192] [--d 256] [--reps 3]
+           [--keops-reps 1] [--threads 2] [--large 65536] [--out bench_contrastive]
+Writes results/<out>.csv and results/<out>.png. "materialised reference" is
 the textbook loss on the full N x N logits from pairwise_dist_ref (autograd); the
-MERU-style composite uses acosh(clamp(x0 y0^T - xs ys^T)). --large N runs the fused op
-alone at N = M = large (the materialised losses would need N^2 floats several times).
+MERU-style composite uses acosh(clamp(x0 y0^T - xs ys^T)); KeOps (pykeops, when
+importable) reduces the same MERU-style logits symbolically (row and column
+logsumexp, never N x N) with its own autograd. --large N runs the fused op alone
+at N = M = large (the materialised losses would need N^2 floats several times).
 """
 
 from __future__ import annotations
@@ -20,11 +23,38 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import PeakRSS, bar_plot, environment, measure, write_csv  # noqa: E402
+from _common import PeakRSS, bar_plot, environment, write_csv  # noqa: E402
 
 import hypervldd.kernels as K  # noqa: E402
 from hypervldd.kernels import reference as R  # noqa: E402
 from hypervldd.manifolds import lorentz_math as L  # noqa: E402
+
+
+def measure_interleaved(
+    fns: dict, reps: int | dict, sample_memory: bool = True
+) -> dict[str, tuple[float, float, object]]:
+    """{name: (median seconds, peak extra RSS MB, result)} with the timed repetitions
+    interleaved round-robin over the methods, so that a change of machine load (other jobs
+    share these cores) hits every method alike. One warm-up call each first."""
+    import statistics
+    import time
+
+    from _common import PeakRSS
+
+    reps = reps if isinstance(reps, dict) else dict.fromkeys(fns, reps)
+    out, times = {}, {k: [] for k in fns}
+    for name, fn in fns.items():
+        fn()
+        with PeakRSS() as mem:
+            res = fn()
+        out[name] = (mem.extra_mb, res)
+    for r in range(max(reps.values())):
+        for name, fn in fns.items():
+            if r < reps[name]:
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {k: (statistics.median(times[k]), out[k][0], out[k][1]) for k in fns}
 
 
 def data(n: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,6 +79,24 @@ def meru(x, y, tau=0.07):  # noqa: ANN001, ANN201
     return (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)) / 2
 
 
+def keops_loss(x, y, tau=0.07):  # noqa: ANN001, ANN201
+    from pykeops.torch import LazyTensor
+
+    a, b = x[:, 1:].contiguous(), y[:, 1:].contiguous()
+    x0 = torch.sqrt(1 + (a * a).sum(1, keepdim=True))
+    y0 = torch.sqrt(1 + (b * b).sum(1, keepdim=True))
+    xi = LazyTensor(torch.cat([x0, a], 1)[:, None, :])
+    yj = LazyTensor(torch.cat([y0, -b], 1)[None, :, :])
+    z = (xi * yj).sum(-1)  # x0 y0 - xs.ys, the MERU-style inner product
+    # acosh(z) = log(z + sqrt(z^2 - 1)); relu guards z slightly below 1 from rounding.
+    logits = -((z + (z * z - 1).relu().sqrt()).log()) / tau
+    row = logits.logsumexp(dim=1).squeeze(-1)
+    col = logits.logsumexp(dim=0).squeeze(-1)
+    zpos = torch.clamp(x0[:, 0] * y0[:, 0] - (a * b).sum(1), min=1.0)
+    lpos = -torch.acosh(zpos) / tau
+    return ((row - lpos).mean() + (col - lpos).mean()) / 2
+
+
 def step(fn, x, y):  # noqa: ANN001, ANN201
     def run():
         xr = x.detach().requires_grad_()
@@ -64,10 +112,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=8192)
     ap.add_argument("--d", type=int, default=256)
-    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--keops-reps", type=int, default=1, help="0 skips KeOps")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--large", type=int, default=0)
-    ap.add_argument("--out", default="contrastive", help="results/<out>.csv and .png")
+    ap.add_argument("--out", default="bench_contrastive", help="results/<out>.csv and .png")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(environment(), flush=True)
     rows = []
@@ -78,16 +129,29 @@ def main() -> None:
         "materialised reference": lambda a, b: materialised(a, b),
         "fused contrastive_loss": lambda a, b: K.contrastive_loss(a, b, tau=0.07),
         "MERU-style composite": meru,
+        "fused contrastive_loss, float64 inputs": lambda a, b: K.contrastive_loss(
+            a.double(), b.double(), tau=0.07
+        ),
     }
+    reps = dict.fromkeys(methods, args.reps)
+    if args.keops_reps > 0:
+        try:
+            import pykeops  # noqa: F401
+
+            methods["KeOps (pykeops) LSE reductions"] = keops_loss
+            reps["KeOps (pykeops) LSE reductions"] = args.keops_reps
+        except ImportError as err:
+            print(f"KeOps skipped: {err}", flush=True)
     base = None
-    for name, fn in methods.items():
-        t, mem = measure(step(fn, x, y), args.reps)
-        val = measure.last
+    results = measure_interleaved({k: step(f, x, y) for k, f in methods.items()}, reps)
+    for name in methods:
+        t, mem, val = results[name]
         base = base or (t, mem)
         row = {
             "method": name,
             "n": args.n,
             "d": args.d,
+            "reps": reps[name],
             "median_s_fwd_bwd": f"{t:.3f}",
             "ratio_to_reference": f"{t / base[0]:.3f}",
             "peak_rss_extra_mb": f"{mem:.1f}",
@@ -107,6 +171,7 @@ def main() -> None:
             "method": "fused contrastive_loss",
             "n": args.large,
             "d": args.d,
+            "reps": 1,
             "median_s_fwd_bwd": f"{t:.3f}",
             "ratio_to_reference": "",
             "peak_rss_extra_mb": f"{mem:.1f}",

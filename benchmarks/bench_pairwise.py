@@ -1,8 +1,14 @@
 """Pairwise hyperbolic distance: fused op vs reference, MERU-style composite, geoopt, mm.
 
-Usage: .venv/bin/python benchmarks/bench_pairwise.py [--n 4096] [--d 512] [--reps 3]
-Writes results/pairwise.csv and results/pairwise.png. Ratios are against a bare
-torch.mm of the same shapes (the GEMM floor) measured in the same process.
+Usage: .venv/bin/python benchmarks/bench_pairwise.py [--n 4096] [--d 512] [--reps 5]
+           [--threads 2] [--out bench_pairwise]
+Writes results/<out>.csv and results/<out>.png. Ratios are against a bare
+torch.mm of the same shapes (the GEMM floor) measured in the same process; every
+method runs on the same float32 inputs. geoopt's broadcasting distance needs
+N x M x D memory and runs only when N <= --geoopt-max. KeOps has no row: it
+computes reductions, not an N x M output (it is in bench_contrastive.py).
+Precision: max relative error against the float64 difference form of the same
+inputs (first 128 rows); "f64" rows run the op on float64 inputs.
 """
 
 from __future__ import annotations
@@ -17,12 +23,39 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import bar_plot, environment, max_rel_err, measure, write_csv  # noqa: E402
+from _common import bar_plot, environment, max_rel_err, write_csv  # noqa: E402
 
 import hypervldd.kernels as K  # noqa: E402
 from hypervldd.kernels import reference as R  # noqa: E402
 from hypervldd.manifolds import lorentz_math as L  # noqa: E402
 from hypervldd.manifolds import poincare_math as P  # noqa: E402
+
+
+def measure_interleaved(
+    fns: dict, reps: int | dict, sample_memory: bool = True
+) -> dict[str, tuple[float, float, object]]:
+    """{name: (median seconds, peak extra RSS MB, result)} with the timed repetitions
+    interleaved round-robin over the methods, so that a change of machine load (other jobs
+    share these cores) hits every method alike. One warm-up call each first."""
+    import statistics
+    import time
+
+    from _common import PeakRSS
+
+    reps = reps if isinstance(reps, dict) else dict.fromkeys(fns, reps)
+    out, times = {}, {k: [] for k in fns}
+    for name, fn in fns.items():
+        fn()
+        with PeakRSS() as mem:
+            res = fn()
+        out[name] = (mem.extra_mb, res)
+    for r in range(max(reps.values())):
+        for name, fn in fns.items():
+            if r < reps[name]:
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {k: (statistics.median(times[k]), out[k][0], out[k][1]) for k in fns}
 
 
 def run_manifold(man: str, args: argparse.Namespace) -> list[dict]:
@@ -41,7 +74,8 @@ def run_manifold(man: str, args: argparse.Namespace) -> list[dict]:
     else:
         x, y = torch.randn(n, d), torch.randn(n, d)
         a, b = x, y
-    # float64 truth on a row subset (difference form, every pair).
+    # float64 truth on a row subset (the reference in float64: GEMM values accepted
+    # only within 1e-10 of their error bound, the rest from differences).
     sub = min(n, 128)
     truth = R.pairwise_dist_ref(x[:sub].double(), y.double(), man)
     count = [0]
@@ -59,6 +93,7 @@ def run_manifold(man: str, args: argparse.Namespace) -> list[dict]:
             return torch.acosh(1 + 2 * sq / den)
         return torch.cdist(a, b)
 
+    x64, y64 = x.double(), y.double()
     methods = {
         "torch.mm (GEMM floor)": lambda: a @ b.T,
         "fused pairwise_dist": lambda: K.pairwise_dist(x, y, man),
@@ -72,10 +107,11 @@ def run_manifold(man: str, args: argparse.Namespace) -> list[dict]:
 
         gm = geoopt.Lorentz(k=1.0) if man == "lorentz" else geoopt.PoincareBall(c=1.0)
         methods["geoopt broadcast"] = lambda: gm.dist(x[:, None], y[None])
+    methods["fused pairwise_dist, float64 inputs"] = lambda: K.pairwise_dist(x64, y64, man)
     base = None
-    for name, fn in methods.items():
-        t, mem = measure(fn, args.reps)
-        out = measure.last
+    results = measure_interleaved(methods, args.reps)
+    for name in methods:
+        t, mem, out = results[name]
         err = max_rel_err(out[:sub], truth) if name != "torch.mm (GEMM floor)" else ""
         base = base or t
         row = {
@@ -84,7 +120,7 @@ def run_manifold(man: str, args: argparse.Namespace) -> list[dict]:
             "n": n,
             "m": n,
             "d": d,
-            "dtype": "float32",
+            "dtype": "float64" if "float64" in name else "float32",
             "median_s": f"{t:.4f}",
             "ratio_to_mm": f"{t / base:.3f}",
             "peak_rss_extra_mb": f"{mem:.1f}",
@@ -100,21 +136,24 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--d", type=int, default=512)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="bench_pairwise", help="results/<out>.csv and .png")
     ap.add_argument("--max-radius", type=float, default=3.0)
     ap.add_argument("--geoopt-max", type=int, default=1024, help="largest N for broadcasting")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     n, d = args.n, args.d
     rows = []
     print(environment(), K.__name__, flush=True)
     for man in ("lorentz", "poincare", "euclidean"):
         rows += run_manifold(man, args)
-    write_csv("pairwise.csv", rows)
+    write_csv(f"{args.out}.csv", rows)
     for r in rows:
         r["label"] = f"{r['manifold']}: {r['method']}"
     bar_plot(
-        "pairwise.png",
+        f"{args.out}.png",
         rows,
         "label",
         "ratio_to_mm",

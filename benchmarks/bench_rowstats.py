@@ -1,8 +1,10 @@
 """Streaming row statistics (LSE, softmax-weighted values, smooth rank), fwd + bwd.
 
-Usage: .venv/bin/python benchmarks/bench_rowstats.py [--n 4096] [--d 256] [--k 16]
-Writes results/rowstats.csv and results/rowstats.png against the materialised
-computation on the full N x M logits (pairwise_dist_ref + softmax @ v + sigmoids).
+Usage: .venv/bin/python benchmarks/bench_rowstats.py [--n 4096] [--d 256] [--k 16] [--reps 3]
+           [--threads 2] [--out bench_rowstats]
+Writes results/<out>.csv and results/<out>.png against the materialised
+computation on the full N x M logits (pairwise_dist_ref + softmax @ v + sigmoids),
+forward + backward, in the same process on the same inputs.
 """
 
 from __future__ import annotations
@@ -16,11 +18,38 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import bar_plot, environment, measure, write_csv  # noqa: E402
+from _common import bar_plot, environment, write_csv  # noqa: E402
 
 import hypervldd.kernels as K  # noqa: E402
 from hypervldd.kernels import reference as R  # noqa: E402
 from hypervldd.manifolds import lorentz_math as L  # noqa: E402
+
+
+def measure_interleaved(
+    fns: dict, reps: int | dict, sample_memory: bool = True
+) -> dict[str, tuple[float, float, object]]:
+    """{name: (median seconds, peak extra RSS MB, result)} with the timed repetitions
+    interleaved round-robin over the methods, so that a change of machine load (other jobs
+    share these cores) hits every method alike. One warm-up call each first."""
+    import statistics
+    import time
+
+    from _common import PeakRSS
+
+    reps = reps if isinstance(reps, dict) else dict.fromkeys(fns, reps)
+    out, times = {}, {k: [] for k in fns}
+    for name, fn in fns.items():
+        fn()
+        with PeakRSS() as mem:
+            res = fn()
+        out[name] = (mem.extra_mb, res)
+    for r in range(max(reps.values())):
+        for name, fn in fns.items():
+            if r < reps[name]:
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {k: (statistics.median(times[k]), out[k][0], out[k][1]) for k in fns}
 
 
 def materialised(x, y, v, tau=0.1, t=0.05):  # noqa: ANN001, ANN201
@@ -43,8 +72,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--d", type=int, default=256)
     ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="bench_rowstats", help="results/<out>.csv and .png")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(environment(), flush=True)
     n, d = args.n, args.d
@@ -54,16 +86,24 @@ def main() -> None:
     with torch.no_grad():
         truth = float(materialised(x.double(), y.double(), v.double()))
     rows, base = [], None
-    for name, fn in (("materialised reference", materialised), ("fused row_stats", fused)):
+    cases = (
+        ("materialised reference", materialised, torch.float32),
+        ("fused row_stats", fused, torch.float32),
+        ("fused row_stats, float64 inputs", fused, torch.float64),
+    )
+    runs = {}
+    for name, fn, dt in cases:
 
-        def run(fn=fn):  # noqa: ANN001, ANN202
-            xr, yr, vr = (t.detach().requires_grad_() for t in (x, y, v))
+        def run(fn=fn, dt=dt):  # noqa: ANN001, ANN202
+            xr, yr, vr = (t.detach().to(dt).requires_grad_() for t in (x, y, v))
             out = fn(xr, yr, vr)
             out.backward()
             return float(out.detach())
 
-        t, mem = measure(run, args.reps)
-        val = measure.last
+        runs[name] = run
+    results = measure_interleaved(runs, args.reps)
+    for name in runs:
+        t, mem, val = results[name]
         base = base or (t, mem)
         row = {
             "method": name,
@@ -78,9 +118,9 @@ def main() -> None:
         }
         rows.append(row)
         print(row, flush=True)
-    write_csv("rowstats.csv", rows)
+    write_csv(f"{args.out}.csv", rows)
     bar_plot(
-        "rowstats.png",
+        f"{args.out}.png",
         rows,
         "method",
         "ratio_to_reference",

@@ -18,6 +18,24 @@ TORCH_LIBRARY(hypervldd, m) {
   // mask of pairs whose gradient must come from the difference form.
   m.def("pairwise_dist_factor(Tensor x, Tensor y, Tensor c, int manifold)"
         " -> (Tensor, Tensor, Tensor)");
+  // Streaming reductions (never N x M; `tile` bounds the tile edge). Symmetric
+  // InfoNCE over logits -d/tau with positives (N,) (int64): returns the loss and
+  // the row (N,) and column (M,) log-sum-exps.
+  m.def("contrastive_loss(Tensor x, Tensor y, Tensor c, Tensor tau, Tensor positives,"
+        " int manifold, int tile) -> (Tensor, Tensor, Tensor)");
+  // Gradients (x, y, c, tau) of gloss * loss, recomputing the tiles.
+  m.def("contrastive_loss_backward(Tensor gloss, Tensor x, Tensor y, Tensor c, Tensor tau,"
+        " Tensor pos, Tensor row, Tensor col, int man, int tile)"
+        " -> (Tensor, Tensor, Tensor, Tensor)");
+  // Row statistics of s = -d/tau: (lse (N,), softmax-weighted values (N, K),
+  // smooth rank (N,) or (0,), positive logits (N,) or (0,)); values (M, K) with
+  // K = 0 for none, rank_temperature <= 0 for no rank.
+  m.def("row_stats(Tensor x, Tensor y, Tensor c, Tensor tau, Tensor values, Tensor positives,"
+        " float rank_temperature, int manifold, int tile) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Gradients (x, y, c, tau, values) given the output gradients and outputs.
+  m.def("row_stats_backward(Tensor g_lse, Tensor g_w, Tensor g_r, Tensor x, Tensor y, Tensor c,"
+        " Tensor tau, Tensor values, Tensor pos, Tensor lse, Tensor w, Tensor spos,"
+        " float rank_t, int man, int tile) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 static bool cuda_compiled() {

@@ -9,6 +9,7 @@ code 1, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -17,6 +18,16 @@ __all__ = ["main", "build_parser", "CliError"]
 
 class CliError(Exception):
     """An expected failure: printed as ``hypervldd: error: <message>``, exit code 1."""
+
+
+def _distributed_launch() -> bool:
+    """Whether ``torchrun`` (or another launcher) started this process as one of several."""
+    return os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")
+
+
+def _is_main() -> bool:
+    """Rank 0 (or a plain run): the one process that prints results."""
+    return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -181,9 +192,11 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
     )
-    print(
-        f"{args.method}: {syn.num_pairs} pairs, {syn.storage_floats()} stored floats -> {args.out}"
-    )
+    if _is_main():
+        print(
+            f"{args.method}: {syn.num_pairs} pairs, {syn.storage_floats()} stored floats"
+            f" -> {args.out}"
+        )
     return 0
 
 
@@ -194,7 +207,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     feats = _features(args)
     train = feats["train"] if args.full_data else SyntheticSet.load(args.artifact)
     res = evaluate_set(train, feats["test"], _protocol(args), val=feats.get("val"))
-    print(res.summary() if hasattr(res, "summary") else res)
+    if _is_main():
+        print(res.summary() if hasattr(res, "summary") else res)
     return 0
 
 
@@ -202,11 +216,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .distill import available_methods
     from .pipeline import compare
 
+    if args.pixels is not None:
+        return _compare_pixels(args)
     methods = args.methods or available_methods()
     unknown = sorted(set(methods) - set(available_methods()))
     if unknown:
         raise CliError(f"unknown methods {unknown}; available: {available_methods()}")
     feats = _features(args)
+    extras, dataset, encoders = _extras(args)
     result = compare(
         feats,
         methods,
@@ -216,11 +233,93 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         references=not args.no_references,
         out_dir=args.out_dir,
         progress=not args.no_progress,
+        extras=extras,
+        dataset=dataset,
+        encoders=encoders,
+        method_configs=_method_configs(args.method_configs, methods),
+        reference_cache=not args.no_reference_cache,
+        log=_progress_log(args),
     )
-    print(result.markdown())
-    if args.out_dir:
-        print(f"\nwritten: {args.out_dir}/results.md, results.json, recall_vs_budget.png")
+    if _is_main():
+        print(result.markdown())
+        if args.out_dir:
+            print(f"\nwritten: {args.out_dir}/results.md, results.json, recall_vs_budget.png")
     return 0
+
+
+def _method_configs(obj: dict | None, methods: Sequence[str]) -> dict[str, dict] | None:
+    """``--method-configs``: ``{method: {config overrides}}`` for methods being compared."""
+    if obj is None:
+        return None
+    for name, cfg in obj.items():
+        if name not in methods:
+            raise CliError(f"--method-configs names {name!r}, which is not among {list(methods)}")
+        if not isinstance(cfg, dict):
+            raise CliError(f"--method-configs[{name!r}] must be a JSON object of config fields")
+    return obj
+
+
+def _progress_log(args: argparse.Namespace):  # noqa: ANN202
+    """A line per finished compare row on stderr, unless ``--no-progress``."""
+    if args.no_progress or not _is_main():
+        return None
+    return lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def _compare_pixels(args: argparse.Namespace) -> int:
+    """``compare --pixels SIZE``: the pixel protocol on images resized to SIZE."""
+    from .pipeline import PIXEL_METHODS, _load_dataset, compare_pixels
+
+    methods = args.methods or list(PIXEL_METHODS)
+    unknown = sorted(set(methods) - set(PIXEL_METHODS))
+    if unknown:
+        raise CliError(f"methods {unknown} have no pixel path; pixel methods: {PIXEL_METHODS}")
+    if args.pixels < 4:
+        raise CliError("--pixels must be at least 4")
+    feats = _features(args)
+    dataset = _load_dataset(args.dataset, args.limit, not args.no_progress, args.image_root)
+    result = compare_pixels(
+        dataset,
+        feats,
+        methods,
+        args.budgets,
+        image_size=args.pixels,
+        protocol=_protocol(args),
+        seed=args.seed,
+        references=not args.no_references,
+        out_dir=args.out_dir,
+        progress=not args.no_progress,
+    )
+    if _is_main():
+        print(result.markdown())
+    return 0
+
+
+def _extras(args: argparse.Namespace):  # noqa: ANN202
+    """The ``EvalExtras`` of the compare flags, and the dataset/encoders they need."""
+    from .eval.protocol import EvalExtras
+
+    flags = {
+        "fidelity": args.fidelity,
+        "transfer": args.transfer,
+        "robustness": args.robustness,
+        "zero_shot": args.zero_shot,
+    }
+    base = dict(args.extras or {})
+    base.update({k: True for k, on in flags.items() if on})
+    extras = EvalExtras.from_dict(base)
+    if not extras.any:
+        return None, None, None
+    dataset = encoders = None
+    if extras.robustness or extras.zero_shot:
+        from .pipeline import _load_dataset, build_encoders
+
+        encoders = build_encoders(
+            args.image_encoder, args.text_encoder, open_clip_checkpoint=args.open_clip_checkpoint
+        )
+        if extras.robustness:
+            dataset = _load_dataset(args.dataset, args.limit, not args.no_progress, args.image_root)
+    return extras, dataset, encoders
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -275,6 +374,41 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="distillation seed")
     p.add_argument("--out-dir", default=None, help="write results.md/.json and a plot here")
     p.add_argument("--no-references", action="store_true", help="skip the full-data row")
+    p.add_argument(
+        "--pixels",
+        type=int,
+        default=None,
+        metavar="SIZE",
+        help="pixel protocol: synthetic images as SIZE x SIZE pixels, a ConvNet student",
+    )
+    p.add_argument(
+        "--method-configs",
+        type=_json_obj,
+        default=None,
+        help='per-method config overrides, e.g. \'{"covmatch": {"engine": {"iterations": 500}}}\'',
+    )
+    p.add_argument(
+        "--no-reference-cache",
+        action="store_true",
+        help="recompute the full-data row even if an identical run cached it",
+    )
+    g = p.add_argument_group("beyond recall (docs/evaluation.md; all off by default)")
+    g.add_argument("--fidelity", action="store_true", help="ordering agreement with the full data")
+    g.add_argument(
+        "--transfer", action="store_true", help="recall under other student configurations"
+    )
+    g.add_argument(
+        "--robustness", action="store_true", help="recall drop under perturbed test inputs"
+    )
+    g.add_argument(
+        "--zero-shot", action="store_true", help="prompted zero-shot classification accuracy"
+    )
+    g.add_argument(
+        "--extras",
+        type=_json_obj,
+        default=None,
+        help="EvalExtras settings: a JSON object or a JSON file",
+    )
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("inspect", help="an artifact's manifest, budget and nearest real data")
@@ -309,8 +443,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    distributed = _distributed_launch()
     try:
+        if distributed:
+            # torchrun: join the job's process group (gloo on CPU, NCCL on GPUs) so that
+            # distill and evaluate share their work; rank 0 prints and writes.
+            from .distributed import init_from_env
+
+            init_from_env()
         return int(args.func(args) or 0)
+    except RuntimeError as err:
+        if not distributed or type(err).__name__ != "DistributedError":
+            raise
+        print(f"hypervldd: error: {err}", file=sys.stderr)
+        return 1
     except CliError as err:
         print(f"hypervldd: error: {err}", file=sys.stderr)
         return 1
@@ -322,6 +468,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hypervldd: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if distributed:
+            from .distributed import shutdown
+
+            shutdown()
 
 
 if __name__ == "__main__":

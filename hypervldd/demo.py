@@ -124,6 +124,7 @@ DEMO_METHOD_CONFIGS: dict[str, dict] = {
     "moment_matching": {"engine": {"iterations": 300}},
     "raha": {"engine": {"iterations": 150}},
     "rank_align": {"engine": {"iterations": 200}, "experts": 1, "expert_epochs": 5},
+    "mtt": {"engine": {"iterations": 100}, "experts": {"num_experts": 3, "epochs": 4}},
 }
 
 

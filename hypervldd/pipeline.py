@@ -32,6 +32,10 @@ __all__ = [
     "CompareRow",
     "CompareResult",
     "inspect_artifact",
+    "PIXEL_METHODS",
+    "pixel_split",
+    "distill_pixels",
+    "compare_pixels",
 ]
 
 #: Image encoders available offline by name.
@@ -155,28 +159,89 @@ def distill(
     resume: bool = False,
     progress: bool = False,
 ) -> Any:
-    """Distil ``real`` features into ``budget`` pairs with ``method``; save to ``out`` if given."""
+    """Distil ``real`` features into ``budget`` pairs with ``method``; save to ``out`` if given.
+
+    Under ``torch.distributed`` (e.g. ``torchrun``) every rank calls this with the same
+    arguments; the gradient-based methods share the work, every rank returns the same set,
+    and rank 0 alone writes ``out`` (and the checkpoints).
+    """
     from .distill import get_distiller
+    from .distributed import is_main_process
 
     distiller = get_distiller(method, dict(config or {}))
     kwargs = _fit_kwargs(
         distiller, checkpoint_dir=checkpoint_dir, resume=resume or None, progress=progress
     )
     synthetic = distiller.fit(real, budget, seed, **kwargs)
-    if out is not None:
+    if out is not None and is_main_process():
         synthetic.save(out)
     return synthetic
 
 
 def evaluate_set(train: Any, test: Any, protocol: Any = None, *, val: Any = None) -> Any:
     """Score a synthetic set (or real features) under ``protocol``; returns the eval Result."""
+    from .distributed import is_distributed
     from .eval import EvalProtocol, evaluate
 
     protocol = protocol or EvalProtocol()
     # Validation features matter only for validation-selected checkpoints.
     if getattr(protocol, "selection", "final") != "validation":
         val = None
+    if is_distributed():
+        return _evaluate_distributed(train, test, protocol, val)
     return evaluate(train, test, protocol, val_features=val)
+
+
+def _evaluate_distributed(train: Any, test: Any, protocol: Any, val: Any) -> Any:
+    """Student seeds shared round-robin over the ranks; every rank gets the whole Result.
+
+    Each seed's student depends only on its seed, so the per-seed metrics are those of a
+    single-process evaluation; they are reassembled in protocol order.
+    """
+    import dataclasses
+
+    import torch.distributed as dist
+
+    from .distributed import get_rank, get_world_size, guarded
+    from .eval import Result, evaluate
+
+    rank, world = get_rank(), get_world_size()
+    seeds = list(protocol.seeds)
+    mine = seeds[rank::world]
+    part = None
+    if mine:
+        sub = dataclasses.replace(protocol, seeds=tuple(mine))
+        part = evaluate(train, test, sub, val_features=val).to_dict()
+    parts: list[Any] = [None] * world
+    with guarded("all_gather of evaluation results"):
+        dist.all_gather_object(parts, part)
+    per_seed: dict[int, tuple[Any, Any, Any]] = {}
+    for r, p in enumerate(parts):
+        if p is not None:
+            for s, row, ep, loss in zip(
+                seeds[r::world],
+                p["metrics_per_seed"],
+                p["selected_epochs"],
+                p["train_losses"],
+                strict=True,
+            ):
+                per_seed[s] = (row, ep, loss)
+    rows = [per_seed[s][0] for s in seeds]
+    mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+    std = {k: math.sqrt(sum((r[k] - mean[k]) ** 2 for r in rows) / len(rows)) for k in rows[0]}
+    first = next(p for p in parts if p is not None)
+    return Result(
+        metrics_per_seed=rows,
+        mean=mean,
+        std=std,
+        selection=first["selection"],
+        selected_epochs=[per_seed[s][1] for s in seeds],
+        protocol=protocol.to_dict(),
+        n_train_pairs=first["n_train_pairs"],
+        train_storage_floats=first["train_storage_floats"],
+        seconds=max(p["seconds"] for p in parts if p is not None),
+        train_losses=[per_seed[s][2] for s in seeds],
+    )
 
 
 @dataclass
@@ -190,9 +255,11 @@ class CompareRow:
     metrics_std: dict[str, float]
     distill_seconds: float
     eval_seconds: float
+    #: evaluation beyond recall (``hypervldd.eval.extras``); empty unless asked for
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "method": self.method,
             "budget": self.budget,
             "storage_floats": self.storage_floats,
@@ -201,6 +268,9 @@ class CompareRow:
             "distill_seconds": self.distill_seconds,
             "eval_seconds": self.eval_seconds,
         }
+        if self.extras:
+            out["extras"] = self.extras
+        return out
 
 
 @dataclass
@@ -211,6 +281,8 @@ class CompareResult:
     protocol: dict[str, Any]
     selection: str
     dataset: dict[str, Any] = field(default_factory=dict)
+    #: the ``EvalExtras`` dict when any measure beyond recall ran, else None
+    extras_config: dict[str, Any] | None = None
 
     def markdown(self) -> str:
         keys = ("TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10", "mean")
@@ -230,7 +302,24 @@ class CompareResult:
             f"Recall in %, mean ± std over {len(self.protocol.get('seeds', []))} student seeds; "
             f"checkpoint: {self.selection}."
         )
+        if any(r.extras for r in self.rows):
+            lines += ["", self._extras_markdown()]
         return "\n".join(lines)
+
+    def _extras_markdown(self) -> str:
+        from .eval.extras import extras_columns, extras_markdown
+
+        k = int((self.extras_config or {}).get("top_k", 10))
+        table = [
+            (r.method, "all" if r.budget is None else str(r.budget), extras_columns(r.extras, k))
+            for r in self.rows
+        ]
+        return (
+            "Beyond recall (docs/evaluation.md): fidelity with the full data (fid: trained "
+            "students; data: pair-bridge orderings per geometry), transfer mean recall over "
+            "the other student configurations, recall drop under perturbations (points), "
+            "zero-shot top-1 accuracy (%).\n\n" + extras_markdown(table)
+        )
 
     def to_json(self) -> str:
         return json.dumps(
@@ -239,10 +328,24 @@ class CompareResult:
                 "selection": self.selection,
                 "dataset": self.dataset,
                 "rows": [r.as_dict() for r in self.rows],
+                **({"extras_config": self.extras_config} if self.extras_config else {}),
             },
             indent=2,
             allow_nan=False,
         )
+
+
+#: Methods whose config has a ``student`` that must be the evaluation protocol's
+#: (trajectory matching trains its experts with it) unless the caller sets one.
+_PROTOCOL_STUDENT_METHODS = ("mtt",)
+
+
+def _with_protocol_student(method: str, cfg: Any, protocol: Any) -> Any:
+    if method not in _PROTOCOL_STUDENT_METHODS or "student" in (cfg or {}):
+        return cfg
+    from .eval._config import config_to_dict
+
+    return {**(cfg or {}), "student": config_to_dict(protocol.student)}
 
 
 def _result_stats(result: Any) -> tuple[dict[str, float], dict[str, float]]:
@@ -262,6 +365,11 @@ def compare(
     progress: bool = False,
     method_configs: dict[str, dict[str, Any]] | None = None,
     log: Any = None,
+    extras: Any = None,
+    dataset: Any = None,
+    encoders: tuple[Any, Any] | None = None,
+    reference_cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
 ) -> CompareResult:
     """Distil with each method at each budget and score all under one protocol.
 
@@ -272,6 +380,16 @@ def compare(
     ``print``) receives a line per finished row.
     Writes ``results.md``, ``results.json`` and ``recall_vs_budget.png`` to
     ``out_dir`` when given.
+
+    ``extras`` (an :class:`~hypervldd.eval.protocol.EvalExtras`) adds evaluation beyond
+    recall to every row (a second table; ``"extras"`` in the JSON rows): robustness needs
+    ``dataset`` (its test images) and ``encoders`` (image, text); zero-shot the text
+    encoder. Fidelity compares each set with the full training data.
+
+    With ``reference_cache`` the full-data result is stored on disk (under
+    ``cache_dir``, default ``<cache root>/results``) keyed by the fingerprints of the
+    features, the protocol and the versions (:mod:`hypervldd.eval.result_cache`), and
+    reused by later runs with the same key: it is most of the cost of a compare run.
     """
     from .eval import EvalProtocol
 
@@ -281,17 +399,24 @@ def compare(
     train, test, val = features["train"], features["test"], features.get("val")
     rows: list[CompareRow] = []
     selection = str(getattr(protocol, "selection_label", protocol.selection))
+    if extras is not None and not extras.any:
+        extras = None
+    run_extras = _extras_runner(extras, features, protocol, dataset, encoders, log)
     if references:
         t0 = time.perf_counter()
-        res = evaluate_set(train, test, protocol, val=val)
+        res, cached = _full_data_result(train, test, protocol, val, reference_cache, cache_dir)
         mean, std = _result_stats(res)
-        rows.append(CompareRow("full data", None, None, mean, std, 0.0, time.perf_counter() - t0))
+        seconds = res.seconds if cached else time.perf_counter() - t0
+        rows.append(CompareRow("full data", None, None, mean, std, 0.0, seconds))
+        if run_extras:
+            rows[-1].extras = run_extras(train, res, reference=False)
         if log:
-            log(f"full data: mean recall {mean['mean']:.1f} ({time.perf_counter() - t0:.0f} s)")
+            how = "cached result of an identical run" if cached else "evaluated"
+            log(f"full data: mean recall {mean['mean']:.1f} ({how}, {seconds:.0f} s)")
     for budget in budgets:
         for method in methods:
             t0 = time.perf_counter()
-            cfg = (method_configs or {}).get(method)
+            cfg = _with_protocol_student(method, (method_configs or {}).get(method), protocol)
             synthetic = distill(
                 train, method, int(budget), seed=seed, config=cfg, progress=progress
             )
@@ -309,6 +434,8 @@ def compare(
                     time.perf_counter() - t1,
                 )
             )
+            if run_extras:
+                rows[-1].extras = run_extras(synthetic, res, reference=True)
             if log:
                 log(
                     f"{method} @ {budget}: mean recall {mean['mean']:.1f} "
@@ -319,9 +446,85 @@ def compare(
     if isinstance(md, dict):
         meta = {k: md[k] for k in ("dataset", "split", "fingerprint") if k in md}
     result = CompareResult(rows, protocol.to_dict(), selection, meta)
-    if out_dir is not None:
+    if extras is not None:
+        result.extras_config = extras.to_dict()
+    from .distributed import is_main_process
+
+    if out_dir is not None and is_main_process():  # rank 0 writes under torchrun
         _write_compare(result, Path(out_dir))
     return result
+
+
+def _full_data_result(
+    train: Any, test: Any, protocol: Any, val: Any, use_cache: bool, cache_dir: Any
+) -> tuple[Any, bool]:
+    """The full-data reference, from the result cache when an identical run stored it."""
+    from .distributed import is_distributed
+    from .eval.result_cache import cached_result, result_key
+
+    if getattr(protocol, "selection", "final") != "validation":
+        val = None  # as evaluate_set does: the key must not depend on unused features
+    if not use_cache or is_distributed():
+        return evaluate_set(train, test, protocol, val=val), False
+    key = result_key(train, test, protocol, val=val)
+    return cached_result(
+        key, lambda: evaluate_set(train, test, protocol, val=val), cache_dir=cache_dir
+    )
+
+
+def _extras_runner(
+    extras: Any, features: dict[str, Any], protocol: Any, dataset: Any, encoders: Any, log: Any
+) -> Any:
+    """``run(train_set, result, reference=...) -> extras dict`` for compare, or None."""
+    if extras is None:
+        return None
+    from .eval.evaluate import train_students
+    from .eval.extras import evaluate_extras
+
+    image_enc, text_enc = encoders if encoders is not None else (None, None)
+    if extras.robustness and (dataset is None or image_enc is None):
+        raise PipelineError("robustness needs the dataset (test images) and the image encoder")
+    if extras.zero_shot and text_enc is None:
+        raise PipelineError("zero-shot needs the text encoder (to encode the class prompts)")
+    split = None
+    if extras.robustness:
+        split = _load_dataset(dataset, None, False).split("test")
+        if split.num_images != features["test"].num_images:
+            raise PipelineError(
+                f"the dataset's test split has {split.num_images} images but the test features "
+                f"{features['test'].num_images}: pass the dataset loaded with the same limit"
+            )
+    train = features["train"]
+    shared: dict[str, Any] = {}
+    needs_students = extras.robustness or extras.zero_shot
+
+    def reference_students() -> Any:
+        if "students" not in shared:
+            shared["students"] = train_students(train, protocol)
+        return shared["students"]
+
+    def run(train_set: Any, result: Any, *, reference: bool) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        out = evaluate_extras(
+            train_set,
+            features["test"],
+            protocol,
+            extras,
+            reference=train if reference else None,
+            reference_students=reference_students() if reference and extras.fidelity else None,
+            # The full-data row's students are the fidelity reference: train them once.
+            students=None if reference or not needs_students else reference_students(),
+            main_result=result,
+            test_split=split,
+            image_encoder=image_enc,
+            text_encoder=text_enc,
+            test_meta=getattr(features["test"], "image_meta", None),
+        )
+        if log:
+            log(f"  beyond recall: {time.perf_counter() - t0:.0f} s")
+        return out
+
+    return run
 
 
 def _write_compare(result: CompareResult, out: Path) -> None:
@@ -420,3 +623,158 @@ def _image_grid(dataset: Any, real: Any, indices: list[int], out: Path) -> None:
         )
     with atomic_path(out) as tmp:
         canvas.save(tmp, format="PNG")
+
+
+# -- the pixel protocol -------------------------------------------------------------------
+#: Methods that yield pixels: coresets (the real images of the selected pairs), PDS
+#: (the nearest real image of each prototype, or a decoder) and ``pixel_match``
+#: (optimised pixels).
+PIXEL_METHODS = ("random", "herding", "kcenter", "forgetting", "pds", "pixel_match")
+
+
+def pixel_split(dataset: Any, features: Any, image_size: int = 32) -> Any:
+    """The split of ``features`` as a :class:`~hypervldd.eval.pixel.PixelSet`.
+
+    Images come from ``dataset`` (the one the features were extracted from),
+    resized to ``image_size`` squared (bicubic) as ``(N_img, 3, S, S)`` in [0, 1];
+    text and ``txt2img`` are the features' own.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from .eval.pixel import PixelSet
+
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
+        raise PipelineError(f"image_size must be an int >= 4, got {image_size!r}")
+    meta = getattr(features, "metadata", None) or {}
+    name = meta.get("split")
+    if name is None:
+        raise PipelineError("features carry no split name in their metadata")
+    sp = dataset.split(name)
+    if list(sp.image_ids) != list(features.image_ids):
+        raise PipelineError(
+            f"the dataset's {name!r} images differ from the features' (another dataset, "
+            "limit or split seed?)"
+        )
+    arr = np.empty((sp.num_images, image_size, image_size, 3), dtype=np.float32)
+    for i in range(sp.num_images):
+        im = sp.load_image(i).convert("RGB")
+        arr[i] = np.asarray(im.resize((image_size, image_size), Image.Resampling.BICUBIC))
+    images = torch.from_numpy(arr).permute(0, 3, 1, 2).div_(255.0).contiguous()
+    return PixelSet(images, features.text_features.float(), features.caption_to_image)
+
+
+def distill_pixels(
+    real: Any,
+    real_images: torch.Tensor,
+    method: str,
+    budget: int,
+    *,
+    seed: int = 0,
+    config: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> Any:
+    """A synthetic set with pixel images (``image_kind == "pixels"``) by ``method``.
+
+    ``real`` are the real features, ``real_images (N_img, C, H, W)`` their images'
+    pixels in [0, 1]. Methods: :data:`PIXEL_METHODS`.
+    """
+    from .distill import PixelMatch, coreset_pixels, get_distiller
+
+    cfg = dict(config or {})
+    if method == "pixel_match":
+        return PixelMatch(cfg).fit(real, budget, seed, real_images=real_images, progress=progress)
+    if method == "pds":
+        captions = getattr(real, "captions", None)
+        return get_distiller("pds", {**cfg, "image_output": "pixels"}).fit(
+            real, budget, seed, real_images=real_images, captions=captions
+        )
+    if method not in PIXEL_METHODS:
+        raise PipelineError(
+            f"method {method!r} has no pixel path; pixel methods: {list(PIXEL_METHODS)}"
+        )
+    return coreset_pixels(distill(real, method, budget, seed=seed, config=cfg), real_images, real)
+
+
+def compare_pixels(
+    dataset: Any,
+    features: dict[str, Any],
+    methods: Sequence[str],
+    budgets: Sequence[int],
+    *,
+    image_size: int = 32,
+    protocol: Any = None,
+    seed: int = 0,
+    references: bool = True,
+    method_configs: dict[str, dict[str, Any]] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    log: Any = None,
+) -> CompareResult:
+    """:func:`compare` under the pixel protocol, on images resized to ``image_size``.
+
+    ``features`` (from :func:`prepare` on ``dataset``) supply the selection and
+    prototype spaces and the text side; every set is scored by the pixel student
+    (``protocol.pixel``: a ConvNet by default) trained on pixels. The full-data
+    reference trains on all real caption pairs' pixels.
+    """
+    from .eval import EvalProtocol
+
+    if "train" not in features or "test" not in features:
+        raise PipelineError("features must contain the 'train' and 'test' splits")
+    bad = sorted(set(methods) - set(PIXEL_METHODS))
+    if bad:
+        raise PipelineError(f"methods {bad} have no pixel path; pixel methods: {PIXEL_METHODS}")
+    protocol = protocol or EvalProtocol()
+    ds = _load_dataset(dataset, None, progress) if not hasattr(dataset, "split") else dataset
+    train = features["train"]
+    px = {s: pixel_split(ds, features[s], image_size) for s in ("train", "test")}
+    val = (
+        pixel_split(ds, features["val"], image_size) if protocol.selection == "validation" else None
+    )
+    rows: list[CompareRow] = []
+    if references:
+        t0 = time.perf_counter()
+        res = evaluate_set(px["train"], px["test"], protocol, val=val)
+        mean, std = _result_stats(res)
+        rows.append(CompareRow("full data", None, None, mean, std, 0.0, time.perf_counter() - t0))
+        if log:
+            log(f"full data (pixels): mean recall {mean['mean']:.1f}")
+    for budget in budgets:
+        for method in methods:
+            t0 = time.perf_counter()
+            cfg = (method_configs or {}).get(method)
+            syn = distill_pixels(
+                train,
+                px["train"].images,
+                method,
+                int(budget),
+                seed=seed,
+                config=cfg,
+                progress=progress,
+            )
+            t1 = time.perf_counter()
+            res = evaluate_set(syn, px["test"], protocol, val=val)
+            mean, std = _result_stats(res)
+            rows.append(
+                CompareRow(
+                    method,
+                    int(budget),
+                    int(syn.storage_floats()),
+                    mean,
+                    std,
+                    t1 - t0,
+                    time.perf_counter() - t1,
+                )
+            )
+            if log:
+                log(f"{method} @ {budget} (pixels): mean recall {mean['mean']:.1f}")
+    meta: dict[str, Any] = {"representation": "pixels", "image_size": int(image_size)}
+    md = getattr(train, "metadata", None)
+    if isinstance(md, dict):
+        meta.update({k: md[k] for k in ("dataset", "split", "fingerprint") if k in md})
+    selection = str(protocol.selection_label)
+    result = CompareResult(rows, protocol.to_dict(), selection, meta)
+    if out_dir is not None:
+        _write_compare(result, Path(out_dir))
+    return result

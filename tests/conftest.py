@@ -45,6 +45,17 @@ def _one_thread_for_small_ops(request: pytest.FixtureRequest) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+@pytest.fixture(autouse=True)
+def _private_result_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # compare() caches full-data results; tests must neither read nor fill the user's cache.
+    from hypervldd.eval import result_cache
+
+    folder = tmp_path_factory.mktemp("results")
+    monkeypatch.setattr(result_cache, "default_results_dir", lambda: folder)
+
+
 def require_extension() -> None:
     """Skip when the compiled extension is absent, unless CI requires it (then fail)."""
     from hypervldd import backend_info

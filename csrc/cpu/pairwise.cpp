@@ -1,98 +1,35 @@
-// CPU pairwise distance kernels: GEMM on a block of rows, then the fused
-// epilogue while the block is in cache. Close pairs (rejected by the per-pair
-// error bound) are recomputed from coordinate differences in double.
+// CPU pairwise distance kernels: GEMM on a block of rows straight into the
+// output, then the fused epilogue (distance, log1p and scale in one vectorised
+// pass, see cpu/tiles.h) while the block is still in the last-level cache.
+// Close pairs (rejected by the per-pair error bound) are recomputed from
+// coordinate differences in double.
 //
 // Forward:  pairwise_dist(x, y, c, manifold) -> (N, M) distances.
 // Backward: pairwise_dist_factor(x, y, c, manifold) -> (d, f, bad): distances,
 // the per-pair factor f such that the gradient is two GEMMs with g * f
 // (assembled in hypervldd/kernels/fused.py), and the mask of pairs whose
 // gradient must come from the difference form instead (f = 0 there).
+#include "tiles.h"
 
-// errno-free sqrt lets the epilogue loops vectorise; values are unchanged.
-#pragma GCC optimize("no-math-errno")
-
-#include <ATen/Parallel.h>
 #include <torch/library.h>
-#include <torch/types.h>
-
-#include <vector>
-
-#include "../include/hyperbolic_math.h"
-#include "../include/pairwise_host.h"
 
 namespace hypervldd {
 namespace {
 
-// One block of rows: `out` holds the GEMM values x_i.y_j on entry and the
-// log1p argument (Lorentz, Poincaré) or the distance (Euclidean) on exit.
-// With `fac` (backward), also the derivative factor of each fast pair and the
-// mask of slow pairs (factor 0 there).
-template <int64_t MAN, typename T>
-void forward_block(T* out, T* fac, bool* bad, int64_t i0, int64_t bm, int64_t m, const T* r0,
-                   const T* r1, const T* q0, const T* q1, const double* ax, const double* ay,
-                   T c, const T* xp, int64_t sx0, int64_t sx1, const T* yp, int64_t sy0,
-                   int64_t sy1, int64_t D) {
-  const T sc = std::sqrt(c);
-  at::parallel_for(0, bm, 1, [&](int64_t b, int64_t e) {
-    for (int64_t ii = b; ii < e; ++ii) {
-      const int64_t i = i0 + ii;
-      T* row = out + ii * m;
-      const T ri0 = r0[i], ri1 = r1[i];
-      // An int count (not a bool |=) keeps the loops vectorisable.
-      int64_t n_bad = 0;
-      if (fac == nullptr) {
-        // Vectorisable pass: fast value everywhere, sentinel -1 where rejected.
-        for (int64_t j = 0; j < m; ++j) {
-          T w, dwq;
-          const bool ok = pair_fast<MAN, T>(row[j], ri0, ri1, q0[j], q1[j], c, &w, &dwq);
-          row[j] = ok ? w : T(-1);
-          n_bad += ok ? 0 : 1;
-        }
-      } else {
-        T* frow = fac + ii * m;
-        bool* brow = bad + ii * m;
-        for (int64_t j = 0; j < m; ++j) {
-          T w, dwq;
-          const bool ok = pair_fast<MAN, T>(row[j], ri0, ri1, q0[j], q1[j], c, &w, &dwq);
-          T f;
-          if constexpr (MAN == kLorentz) {
-            f = sc * dwq;
-          } else if constexpr (MAN == kPoincare) {
-            f = T(2) * sc * dwq / (ri1 * q1[j]);
-          } else {
-            f = dwq;
-          }
-          row[j] = ok ? w : T(-1);
-          frow[j] = ok ? f : T(0);
-          brow[j] = !ok;
-          n_bad += ok ? 0 : 1;
-        }
-      }
-      if (n_bad == 0) continue;
-      for (int64_t j = 0; j < m; ++j) {
-        if (row[j] < T(0)) {
-          row[j] = static_cast<T>(pair_slow<T>(MAN, xp + i * sx0, sx1, yp + j * sy0, sy1, D,
-                                                static_cast<double>(c), ax[i], ay[j]));
-        }
-      }
-    }
-  });
+// Rows per block: each thread runs its own single-threaded GEMM on a block of
+// rows straight into the output and the epilogue right after it, inside ONE
+// parallel region for the whole op. (A GEMM per block across all threads plus a
+// parallel epilogue per block meant two fork/join barriers per block; on this
+// shared 2-core machine those barriers cost more than the epilogue itself,
+// measured: 2 threads ran 4-8x slower than 1.) 256 rows amortise the packing of
+// y that every GEMM call repeats (64-row blocks made the GEMMs 4x slower).
+int64_t pairwise_block_rows(int64_t n, int64_t m) {
+  const int64_t t = std::max<int64_t>(1, at::get_num_threads());
+  int64_t b = (n + t - 1) / t;  // one block per thread when it fits
+  b = std::clamp<int64_t>(b, 256, 4096);
+  return b < n ? b : (n > 0 ? n : 1);
 }
 
-template <typename T, typename F>
-void dispatch_manifold(int64_t man, F&& f) {
-  if (man == kLorentz) {
-    f(std::integral_constant<int64_t, kLorentz>{});
-  } else if (man == kPoincare) {
-    f(std::integral_constant<int64_t, kPoincare>{});
-  } else {
-    f(std::integral_constant<int64_t, kEuclidean>{});
-  }
-}
-
-}  // namespace
-
-// Shared driver: distances, and with `with_factor` the backward factors.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_impl(const at::Tensor& x,
                                                              const at::Tensor& y,
                                                              const at::Tensor& c_t, int64_t man,
@@ -111,37 +48,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_impl(const at::Tensor& x
     bad = at::empty({n, m}, x.options().dtype(at::kBool));
   }
   if (n == 0 || m == 0) return {out, fac, bad};
-  const RowData rx = row_data(x, c, man);
-  const RowData ry = row_data(y, c, man);
-  const auto ymt = ry.mat.t();
-  const int64_t bmax = block_rows(n, m);
-  const int64_t D = rx.mat.size(1);
+  const int64_t bmax = pairwise_block_rows(n, m);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pairwise_dist_cpu", [&] {
-    const scalar_t cc = static_cast<scalar_t>(c);
-    const scalar_t scale = man == kLorentz    ? scalar_t(1.0 / std::sqrt(c))
-                           : man == kPoincare ? scalar_t(2.0 / std::sqrt(c))
-                                              : scalar_t(1);
-    for (int64_t i0 = 0; i0 < n; i0 += bmax) {
-      const int64_t bm = std::min(bmax, n - i0);
-      auto ob = out.narrow(0, i0, bm);
-      at::mm_out(ob, rx.mat.narrow(0, i0, bm), ymt);
-      scalar_t* fp = with_factor ? fac.data_ptr<scalar_t>() + i0 * m : nullptr;
-      bool* bp = with_factor ? bad.data_ptr<bool>() + i0 * m : nullptr;
-      dispatch_manifold<scalar_t>(man, [&](auto mc) {
-        forward_block<decltype(mc)::value, scalar_t>(
-            ob.data_ptr<scalar_t>(), fp, bp, i0, bm, m, rx.r0.data_ptr<scalar_t>(),
-            rx.r1.data_ptr<scalar_t>(), ry.r0.data_ptr<scalar_t>(), ry.r1.data_ptr<scalar_t>(),
-            rx.a64.data_ptr<double>(), ry.a64.data_ptr<double>(), cc,
-            rx.mat.data_ptr<scalar_t>(), rx.mat.stride(0), rx.mat.stride(1),
-            ry.mat.data_ptr<scalar_t>(), ry.mat.stride(0), ry.mat.stride(1), D);
+    using T = scalar_t;
+    const cpu::Problem<T> p(x, y, c, man);
+    const auto ymt = p.ymat.t();
+    const int64_t nblk = (n + bmax - 1) / bmax;
+    cpu::dispatch_manifold(man, [&](auto mc) {
+      constexpr int64_t MAN = decltype(mc)::value;
+      at::parallel_for(0, nblk, 1, [&](int64_t b, int64_t e) {
+        // Grad mode is thread-local: the workers need their own guard for mm_out.
+        at::NoGradGuard no_grad_worker;
+        for (int64_t blk = b; blk < e; ++blk) {
+          const int64_t i0 = blk * bmax, bm = std::min(bmax, n - i0);
+          auto ob = out.narrow(0, i0, bm);
+          at::mm_out(ob, p.xmat.narrow(0, i0, bm), ymt);
+          T* op = ob.data_ptr<T>();
+          T* fp = with_factor ? fac.data_ptr<T>() + i0 * m : nullptr;
+          // bool and uint8_t share size and representation (0 / 1).
+          uint8_t* bp =
+              with_factor ? reinterpret_cast<uint8_t*>(bad.data_ptr<bool>()) + i0 * m : nullptr;
+          for (int64_t ii = 0; ii < bm; ++ii) {
+            cpu::epilogue_row<MAN, T>(p, i0 + ii, 0, m, op + ii * m, fp ? fp + ii * m : nullptr,
+                                      bp ? bp + ii * m : nullptr);
+          }
+        }
       });
-      // The log runs once per block through ATen's vectorised kernel while the
-      // block is still in cache.
-      if (man != kEuclidean) {
-        ob.log1p_();
-        if (scale != scalar_t(1)) ob.mul_(scale);
-      }
-    }
+    });
   });
   return {out, fac, bad};
 }
@@ -157,6 +90,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_dist_factor_cpu(const at
                                                                         int64_t man) {
   return pairwise_impl(x, y, c, man, true);
 }
+
+}  // namespace
 
 TORCH_LIBRARY_IMPL(hypervldd, CPU, m) {
   m.impl("pairwise_dist", &pairwise_dist_cpu);

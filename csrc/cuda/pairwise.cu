@@ -41,24 +41,16 @@ __global__ void pairwise_kernel(const T* __restrict__ x, int64_t sx0, int64_t sx
     __syncthreads();
   }
   if (i >= n || j >= m) return;
-  T w, dwq;
-  const bool ok = pair_fast<MAN, T>(acc, r0[i], r1[i], q0[j], q1[j], c, &w, &dwq);
+  // The per-pair epilogue of the shared header (the CPU runs the same code).
+  T d, f;
+  const bool ok = pair_epilogue<MAN, T>(acc, r0[i], r1[i], q0[j], q1[j], c, sqrt(c), scale, &d, &f);
   if (!ok) {
-    w = static_cast<T>(pair_slow<T>(MAN, x + i * sx0, sx1, y + j * sy0, sy1, D,
-                                    static_cast<double>(c), ax[i], ay[j]));
+    d = static_cast<T>(pair_slow_dist<T>(MAN, x + i * sx0, sx1, y + j * sy0, sy1, D,
+                                         static_cast<double>(c), ax[i], ay[j]));
   }
   const int64_t o = i * m + j;
-  out[o] = MAN == kEuclidean ? w : scale * log1p(w);
+  out[o] = d;
   if (FACTOR) {
-    const T sc = sqrt(c);
-    T f;
-    if (MAN == kLorentz) {
-      f = sc * dwq;
-    } else if (MAN == kPoincare) {
-      f = T(2) * sc * dwq / (r1[i] * q1[j]);
-    } else {
-      f = dwq;
-    }
     fac[o] = ok ? f : T(0);
     bad[o] = !ok;
   }
@@ -110,9 +102,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_impl_cuda(const at::Tens
   const RowData ry = row_data(y, c, man);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pairwise_dist_cuda", [&] {
     const scalar_t cc = static_cast<scalar_t>(c);
-    const scalar_t scale = man == kLorentz    ? scalar_t(1.0 / std::sqrt(c))
-                           : man == kPoincare ? scalar_t(2.0 / std::sqrt(c))
-                                              : scalar_t(1);
+    const scalar_t scale = static_cast<scalar_t>(dist_scale(man, c));
     at::Tensor* fp = with_factor ? &fac : nullptr;
     at::Tensor* bp = with_factor ? &bad : nullptr;
     if (man == kLorentz) {

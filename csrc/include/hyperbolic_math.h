@@ -87,6 +87,13 @@ template <>
 HVLDD_HOST_DEVICE double accept_rtol<double>() { return 1e-10; }
 
 template <typename T>
+HVLDD_HOST_DEVICE T tiny_normal();
+template <>
+HVLDD_HOST_DEVICE float tiny_normal<float>() { return 1.17549435082228751e-38f; }
+template <>
+HVLDD_HOST_DEVICE double tiny_normal<double>() { return 2.2250738585072014e-308; }
+
+template <typename T>
 HVLDD_HOST_DEVICE T machine_eps();
 template <>
 HVLDD_HOST_DEVICE float machine_eps<float>() { return 1.1920928955078125e-07f; }
@@ -156,6 +163,118 @@ HVLDD_HOST_DEVICE T acosh1p_expm1(T z) {
   return z + sqrt(z * (z + T(2)));
 }
 
+// ---------------------------------------------------------------- vector math
+// Branch-free float32 log1p and exp for the CPU epilogue loops: written with
+// integer bit operations and selects only, so that GCC vectorises the loops
+// (std::log1p / std::exp are library calls that it cannot vectorise). Cephes'
+// minimax polynomials (relative error a few ulp, far inside the 1e-4
+// acceptance of a GEMM value). On the device and in double, the libm functions.
+namespace vec_detail {
+HVLDD_HOST_DEVICE int32_t as_int(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_int(f);
+#else
+  int32_t i;
+  __builtin_memcpy(&i, &f, sizeof(i));
+  return i;
+#endif
+}
+HVLDD_HOST_DEVICE float as_float(int32_t i) {
+#if defined(__CUDA_ARCH__)
+  return __int_as_float(i);
+#else
+  float f;
+  __builtin_memcpy(&f, &i, sizeof(f));
+  return f;
+#endif
+}
+
+// log(u) for finite u >= 1 (the only arguments log1p_fast passes).
+HVLDD_HOST_DEVICE float log_ge1(float u) {
+  const int32_t bits = as_int(u);
+  float e = static_cast<float>((bits >> 23) - 126);
+  float m = as_float((bits & 0x007fffff) | 0x3f000000);  // mantissa in [0.5, 1)
+  // Shift the mantissa to [sqrt(1/2), sqrt(2)) so that the polynomial sees a
+  // small argument on both sides of 1.
+  const bool lo = m < 0.70710678118654752f;
+  e = lo ? e - 1.0f : e;
+  m = lo ? (m + m) - 1.0f : m - 1.0f;
+  const float z = m * m;
+  float p = 7.0376836292e-2f;
+  p = p * m - 1.1514610310e-1f;
+  p = p * m + 1.1676998740e-1f;
+  p = p * m - 1.2420140846e-1f;
+  p = p * m + 1.4249322787e-1f;
+  p = p * m - 1.6668057665e-1f;
+  p = p * m + 2.0000714765e-1f;
+  p = p * m - 2.4999993993e-1f;
+  p = p * m + 3.3333331174e-1f;
+  float y = p * m * z;
+  y += -2.12194440e-4f * e;
+  y += -0.5f * z;
+  return (m + y) + 0.693359375f * e;
+}
+}  // namespace vec_detail
+
+// sqrt(x) for finite x >= 0 without the errno branch of std::sqrt (which GCC
+// keeps even under `#pragma GCC optimize("no-math-errno")`, so loops calling it
+// do not vectorise): the reciprocal square root from an integer estimate and
+// three Newton steps (relative error about 2 ulp), times x. Exact 0 at 0.
+HVLDD_HOST_DEVICE float sqrt_fast(float x) {
+#if defined(__CUDA_ARCH__)
+  return sqrtf(x);
+#else
+  float y = vec_detail::as_float(0x5f375a86 - (vec_detail::as_int(x) >> 1));
+  const float hx = 0.5f * x;
+  y = y * (1.5f - hx * y * y);
+  y = y * (1.5f - hx * y * y);
+  y = y * (1.5f - hx * y * y);
+  return x * y;
+#endif
+}
+HVLDD_HOST_DEVICE double sqrt_fast(double x) { return sqrt(x); }
+
+// log1p(w) for w >= 0 (and +inf): log(1 + w) plus the first-order correction of
+// the rounding of 1 + w, which keeps the relative accuracy for tiny w.
+HVLDD_HOST_DEVICE float log1p_fast(float w) {
+#if defined(__CUDA_ARCH__)
+  return log1pf(w);
+#else
+  const float u = 1.0f + w;
+  const float r = vec_detail::log_ge1(u) + (w - (u - 1.0f)) / u;
+  return w <= 3.0e38f ? r : w;  // +inf stays +inf
+#endif
+}
+HVLDD_HOST_DEVICE double log1p_fast(double w) { return log1p(w); }
+
+// exp(x) for x <= 88 (logits are shifted by their maximum first); 0 below -87.
+HVLDD_HOST_DEVICE float exp_fast(float x) {
+#if defined(__CUDA_ARCH__)
+  return expf(x);
+#else
+  const bool under = !(x > -87.0f);  // also catches -inf and NaN-free -inf - m
+  const float xc = under ? 0.0f : (x < 88.0f ? x : 88.0f);
+  // n = round(x / ln 2) with integer conversions only (vectorisable).
+  const float t = xc * 1.44269504088896341f + 0.5f;
+  int32_t n = static_cast<int32_t>(t);
+  n = static_cast<float>(n) > t ? n - 1 : n;  // floor
+  const float fn = static_cast<float>(n);
+  float r = xc - fn * 0.693359375f;
+  r = r - fn * -2.12194440e-4f;
+  const float z = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = (p * z + r) + 1.0f;
+  const float res = y * vec_detail::as_float((n + 127) << 23);
+  return under ? 0.0f : res;
+#endif
+}
+HVLDD_HOST_DEVICE double exp_fast(double x) { return exp(x); }
+
 // Per-pair fast path of the pairwise distance from the GEMM value g = x.y
 // (unscaled; for Lorentz the space parts). Row data r0, r1 and column data
 // q0, q1 are, for Lorentz: scaled time X0 = sqrt(1 + c|xs|^2) and scaled norm
@@ -173,24 +292,27 @@ HVLDD_HOST_DEVICE bool pair_fast(T g, T r0, T r1, T q0, T q1, T c, T* w, T* dwq)
   if constexpr (MAN == kLorentz) {
     const T p = r0 * q0;
     const T z = (p - T(1)) - c * g;
-    const T root = sqrt(z * (z + T(2)));
+    const T root = sqrt_fast(z * (z + T(2)));
     *w = z + root;
     *dwq = T(1) / root;  // dD/dz for D = acosh(1 + z)
     return e4 * (p + r1 * q1) <= tol * z;
   } else if constexpr (MAN == kPoincare) {
     const T sq = (r0 + q0) - T(2) * g;
     const T q = c * sq / (r1 * q1);
-    const T t = sqrt(q);
-    const T h = sqrt(T(1) + q);
+    const T t = sqrt_fast(q);
+    const T h = sqrt_fast(T(1) + q);
     *w = t + q / (T(1) + h);
     *dwq = T(1) / (t * h);  // dD/dq for D = 2 asinh(sqrt(q))
-    return e4 * (r0 + q0) <= tol * sq;
+    // + tiny: a pair of origins (bound 0 <= 0) has no finite factor; the slow
+    // path gives it distance 0 and the zero subgradient. (One comparison, not
+    // two: GCC 12 does not vectorise a loop that ands two comparisons.)
+    return e4 * (r0 + q0) + tiny_normal<T>() <= tol * sq;
   } else {
     const T sq = (r0 + q0) - T(2) * g;
-    const T d = sqrt(sq);
+    const T d = sqrt_fast(sq);
     *w = d;
     *dwq = T(1) / d;
-    return e4 * (r0 + q0) <= tol * sq;
+    return e4 * (r0 + q0) + tiny_normal<T>() <= tol * sq;
   }
 }
 
@@ -207,6 +329,94 @@ HVLDD_HOST_DEVICE double pair_slow(int64_t man, const In* x, int64_t sx, const I
   const double sq = sq_diff_acc<double, In>(x, sx, y, sy, D);
   if (man == kPoincare) return asinh_expm1<double>(sqrt(c * sq / (ax * ay)));
   return sqrt(sq);
+}
+
+// The whole per-pair epilogue shared by the CPU and CUDA kernels: the distance
+// d from the GEMM value g (see pair_fast for r0, r1, q0, q1) and the factor f
+// with d(d)/dx_i = f * (dz/dx_i) in the form the gradient assembly uses
+// (Lorentz: d(d)/dz_unscaled * sqrt(c); Poincaré: d(d)/d|x-y|^2 * 2; Euclidean:
+// 1/d). scale is 1/sqrt(c) (Lorentz), 2/sqrt(c) (Poincaré) or 1. Returns
+// whether the GEMM value was accepted; if not, d and f are junk and the caller
+// takes the slow path.
+template <int64_t MAN, typename T>
+HVLDD_HOST_DEVICE bool pair_epilogue(T g, T r0, T r1, T q0, T q1, T c, T sc, T scale, T* d,
+                                     T* f) {
+  T w, dwq;
+  const bool ok = pair_fast<MAN, T>(g, r0, r1, q0, q1, c, &w, &dwq);
+  if constexpr (MAN == kEuclidean) {
+    *d = w;
+    *f = dwq;
+  } else if constexpr (MAN == kLorentz) {
+    *d = scale * log1p_fast(w);
+    *f = sc * dwq;
+  } else {
+    *d = scale * log1p_fast(w);
+    *f = T(2) * sc * dwq / (r1 * q1);
+  }
+  return ok;
+}
+
+// Distance scale per manifold: d = scale * log1p(w).
+HVLDD_HOST_DEVICE double dist_scale(int64_t man, double c) {
+  return man == kLorentz ? 1.0 / sqrt(c) : (man == kPoincare ? 2.0 / sqrt(c) : 1.0);
+}
+
+// Slow-path distance of one pair from coordinate differences, in double.
+template <typename In>
+HVLDD_HOST_DEVICE double pair_slow_dist(int64_t man, const In* x, int64_t sx, const In* y,
+                                        int64_t sy, int64_t D, double c, double ax, double ay) {
+  const double w = pair_slow<In>(man, x, sx, y, sy, D, c, ax, ay);
+  return man == kEuclidean ? w : dist_scale(man, c) * log1p(w);
+}
+
+// Distance and gradient of one pair from coordinate differences, in double:
+//   d(d)/dx = A (x - y) + Bx x,   d(d)/dy = -A (x - y) + By y
+// (x, y: the space parts for Lorentz). Cancellation-free: the Lorentz
+// x y0/x0 - y is rewritten as (x - y) - x c (|x|^2 - |y|^2) / (x0 (x0 + y0)) with
+// |x|^2 - |y|^2 from differences. At zero distance A = Bx = By = 0 (the zero
+// subgradient).
+struct SlowGrad {
+  double d, A, Bx, By;
+};
+
+template <typename In>
+HVLDD_HOST_DEVICE SlowGrad pair_slow_grad(int64_t man, const In* x, int64_t sx, const In* y,
+                                          int64_t sy, int64_t D, double c, double ax,
+                                          double ay) {
+  SlowGrad g{0.0, 0.0, 0.0, 0.0};
+  const double sc = sqrt(c);
+  if (man == kLorentz) {
+    const double s2 = lorentz_sinh_half_dist_sq_acc<double, In>(x, sx, y, sy, D, c);
+    g.d = 2.0 * asinh(sqrt(s2 > 0.0 ? s2 : 0.0)) / sc;
+    if (!(s2 > 0.0)) return g;
+    double a2 = 0, b2 = 0, dsig = 0;
+    for (int64_t k = 0; k < D; ++k) {
+      const double xk = static_cast<double>(x[k * sx]);
+      const double yk = static_cast<double>(y[k * sy]);
+      a2 += xk * xk;
+      b2 += yk * yk;
+      dsig += (xk - yk) * (xk + yk);
+    }
+    const double x0 = sqrt(1.0 + c * a2), y0 = sqrt(1.0 + c * b2);
+    g.A = sc / (2.0 * sqrt(s2 * (1.0 + s2)));  // sqrt(c) / sinh(sqrt(c) d)
+    g.Bx = -g.A * c * dsig / (x0 * (x0 + y0));
+    g.By = g.A * c * dsig / (y0 * (x0 + y0));
+    return g;
+  }
+  const double sq = sq_diff_acc<double, In>(x, sx, y, sy, D);
+  if (man == kEuclidean) {
+    g.d = sqrt(sq);
+    if (sq > 0.0) g.A = 1.0 / g.d;
+    return g;
+  }
+  const double q = c * sq / (ax * ay);
+  const double t = sqrt(q), h = sqrt(1.0 + q);
+  g.d = 2.0 * asinh(t) / sc;
+  if (!(q > 0.0)) return g;
+  g.A = 2.0 * sc / (t * h * ax * ay);
+  g.Bx = g.A * c * sq / ax;
+  g.By = g.A * c * sq / ay;
+  return g;
 }
 
 }  // namespace hypervldd

@@ -57,15 +57,4 @@ inline RowData row_data(const at::Tensor& x, double c, int64_t man) {
   return r;
 }
 
-// Rows per block. Small blocks would keep the output block in cache between
-// the GEMM and the epilogue, but every GEMM call re-packs the whole of y: with
-// 64-row blocks at M = 4096, D = 512 the GEMMs alone took 4x one large GEMM
-// (measured). Blocks of ~4M outputs (>= 256 rows) amortise the packing.
-inline int64_t block_rows(int64_t n, int64_t m) {
-  int64_t b = (int64_t(1) << 22) / (m > 0 ? m : 1);
-  b = b < 256 ? 256 : b;
-  b = b > 4096 ? 4096 : b;
-  return b < n ? b : (n > 0 ? n : 1);
-}
-
 }  // namespace hypervldd

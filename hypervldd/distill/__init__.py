@@ -4,8 +4,9 @@
 ``SyntheticSet.save(path)`` / ``SyntheticSet.load(path)``.
 
 Methods: ``random``, ``herding``, ``kcenter``, ``forgetting`` (coresets);
-``moment_matching``, ``covmatch``, ``raha`` and ``rank_align`` (gradient-based,
-on the optimisation engine of :mod:`.engine`).
+``moment_matching``, ``covmatch``, ``raha``, ``rank_align`` and ``mtt``
+(trajectory matching, :mod:`.trajectory`) (gradient-based, on the optimisation
+engine of :mod:`.engine`).
 """
 
 from ._io import ArtifactError
@@ -36,8 +37,16 @@ from .covmatch import (
 )
 from .engine import DivergenceError, EngineConfig, GradientDistiller, kmeans_init, random_init
 from .hyperbolic import RAHAConfig, RAHADistiller, RankAlignConfig, RankAlignDistiller
+from .pds import PDS, PDSConfig
+from .pixels import PixelMatch, PixelMatchConfig, coreset_pixels
+from .trajectory import ExpertBuffer, ExpertConfig, MTTConfig, MTTDistiller, train_experts
 
 __all__ = [
+    "PDS",
+    "PDSConfig",
+    "PixelMatch",
+    "PixelMatchConfig",
+    "coreset_pixels",
     "ArtifactError",
     "ARTIFACT_FORMAT",
     "ARTIFACT_VERSION",
@@ -63,6 +72,11 @@ __all__ = [
     "RAHADistiller",
     "RankAlignConfig",
     "RankAlignDistiller",
+    "MTTConfig",
+    "MTTDistiller",
+    "ExpertConfig",
+    "ExpertBuffer",
+    "train_experts",
     "EngineConfig",
     "DivergenceError",
     "random_init",

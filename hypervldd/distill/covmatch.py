@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import all_gather_rows, all_reduce_mean_, get_rank, get_world_size, shard_range
 from ..eval.protocol import StudentConfig
 from ..eval.student import Student, batch_targets, symmetric_infonce
 from .base import RealData, register
@@ -88,9 +89,19 @@ class OnlineStudent:
         )
 
     def step(
-        self, step: int, data: RealData, gen: torch.Generator, batch_size: int
+        self,
+        step: int,
+        data: RealData,
+        gen: torch.Generator,
+        batch_size: int,
+        group: Any = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Advance one iteration; returns the real batch ``(idx, image, text)``."""
+        """Advance one iteration; returns the real batch ``(idx, image, text)``.
+
+        With a process ``group`` every rank draws the same batch, encodes its contiguous
+        slice, and the gathered rows give every rank the whole batch's loss; the student's
+        gradients are averaged over the ranks (DDP style), so the replicas stay equal.
+        """
         if step > 0 and step % self.config.reset_every == 0:
             fresh = Student(
                 data.pair_image.shape[1], data.pair_text.shape[1], self.config.student, gen
@@ -102,13 +113,23 @@ class OnlineStudent:
         ri, rt = data.pair_image[idx], data.pair_text[idx]
         st = self.student
         st.train()
-        logits = st.logits(st.encode_image(ri), st.encode_text(rt))
+        if group is None:
+            logits = st.logits(st.encode_image(ri), st.encode_text(rt))
+        else:
+            lo, hi = shard_range(b, get_rank(group), get_world_size(group))
+            logits = st.logits(
+                all_gather_rows(st.encode_image(ri[lo:hi]), group),
+                all_gather_rows(st.encode_text(rt[lo:hi]), group),
+            )
         sloss = symmetric_infonce(
             logits, batch_targets(idx, similarity=None, group=data.pair_group)
         )
         if bool(torch.isfinite(sloss)):
             self.optimizer.zero_grad(set_to_none=True)
             sloss.backward()
+            if group is not None:
+                params = [p for g in self.optimizer.param_groups for p in g["params"]]
+                all_reduce_mean_([p.grad for p in params if p.grad is not None], group)
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return idx, ri, rt
@@ -118,8 +139,11 @@ class OnlineStudentDistiller(GradientDistiller):
     """Base of methods that read features through an :class:`OnlineStudent`.
 
     Subclasses call :meth:`_start_student` in ``_setup`` and :meth:`_real_tangents`
-    in ``_loss``; the student and its optimiser are checkpointed.
+    in ``_loss``; the student and its optimiser are checkpointed. Under
+    ``torch.distributed`` each rank encodes its slice of every real batch.
     """
+
+    distributed_aware = True
 
     def _start_student(self, data: RealData, gen: torch.Generator) -> None:
         self._online = OnlineStudent(data, self.config, gen)
@@ -134,10 +158,18 @@ class OnlineStudentDistiller(GradientDistiller):
         self, step: int, data: RealData, gen: torch.Generator
     ) -> tuple[Student, torch.Tensor, torch.Tensor]:
         """Advance the student one step; its tangent features of the real batch (no grad)."""
-        _, ri, rt = self._online.step(step, data, gen, self.engine.real_batch_size)
+        g = self._group
+        _, ri, rt = self._online.step(step, data, gen, self.engine.real_batch_size, g)
         st = self._online.student
         with torch.no_grad():
-            return st, st.image_tangent(ri), st.text_tangent(rt)
+            if g is None:
+                return st, st.image_tangent(ri), st.text_tangent(rt)
+            lo, hi = self._shard(ri.shape[0])
+            return (
+                st,
+                all_gather_rows(st.image_tangent(ri[lo:hi]), g),
+                all_gather_rows(st.text_tangent(rt[lo:hi]), g),
+            )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,12 @@ state such as an online student (:meth:`_setup`, :meth:`_aux_modules`,
   auxiliary modules, the RNG states, the step and the history, so that a resumed
   run produces the same artifact bit for bit on CPU;
 * a stop with a clear error on a NaN/inf loss or synthetic tensor, leaving the
-  last good checkpoint untouched.
+  last good checkpoint untouched;
+* under ``torch.distributed`` (``process_group``, by default the initialised group of a
+  ``torchrun`` job): the synthetic set is broadcast from rank 0 at the start (after a
+  resume), gradients are all-reduced, the NaN stop is taken by all ranks together, rank 0
+  alone writes checkpoints and validates; methods that set ``distributed_aware`` read
+  only their rank's shard of the real set (``self._group``, ``self._shard``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..distributed import (
+    DistributedError,
+    all_reduce_mean_,
+    broadcast_,
+    broadcast_module_,
+    broadcast_object,
+    get_rank,
+    get_world_size,
+    resolve_group,
+    shard_range,
+)
 from ._io import ArtifactError, read_container, write_container
 from .artifact import SyntheticSet
 from .base import Distiller, RealData
@@ -190,7 +206,16 @@ class GradientDistiller(Distiller):
     Subclasses implement :meth:`_loss` and may override :meth:`_setup`,
     :meth:`_aux_modules` and :meth:`_aux_optimizers`. All randomness must come
     from the generator passed in (it is checkpointed).
+
+    Distributed runs: ``self._group`` is the process group (``None`` in one process) and
+    :meth:`_shard` this rank's contiguous range of real pairs. A method that sets
+    ``distributed_aware = True`` uses them to read only its shard of the real set; the
+    others compute the same loss on every rank (correct, but not faster).
     """
+
+    #: Whether the method's loss reads only this rank's shard of the real data.
+    distributed_aware: bool = False
+    _group: Any = None
 
     # -- hooks for subclasses --------------------------------------------------------
     def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
@@ -224,6 +249,12 @@ class GradientDistiller(Distiller):
     def engine(self) -> EngineConfig:
         return self.config.engine
 
+    def _shard(self, n: int) -> tuple[int, int]:
+        """``(start, stop)`` of this rank's contiguous shard of ``n`` rows (all of them alone)."""
+        if self._group is None:
+            return 0, n
+        return shard_range(n, get_rank(self._group), get_world_size(self._group))
+
     def _identity(self, data: RealData, budget: int, seed: int) -> dict[str, Any]:
         return {
             "method": self.method,
@@ -243,6 +274,7 @@ class GradientDistiller(Distiller):
         resume: bool = False,
         validate: Validator | None = None,
         progress: bool = False,
+        process_group: Any = "auto",
     ) -> SyntheticSet:
         """Run the optimisation (see :meth:`Distiller.fit`).
 
@@ -254,8 +286,15 @@ class GradientDistiller(Distiller):
             validate: ``validate(synthetic_set, step) -> {name: value}``, called every
                 ``engine.validate_every`` steps; results go to the history.
             progress: show a tqdm progress bar.
+            process_group: ``"auto"`` (the default group of a ``torchrun`` job, if any),
+                ``None`` (this process alone), ``"world"`` or a ``ProcessGroup``. Every rank
+                must call ``fit`` with the same data, budget, seed and config; with a shared
+                ``checkpoint_dir`` (rank 0 writes, every rank reads when resuming).
         """
         eng = self.engine
+        group = self._group = resolve_group(process_group)
+        if group is not None:
+            progress = progress and get_rank() == 0
         if (eng.checkpoint_every or resume) and checkpoint_dir is None:
             raise ValueError("checkpoint_dir is required when checkpointing or resuming")
         ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -278,16 +317,23 @@ class GradientDistiller(Distiller):
             found = self._restore(ckdir, identity, image, text, opt, gen)
             if found is not None:
                 step, history, last_good = found
+        if group is not None:
+            self._sync_start(group, step, image, text)
 
         bar = tqdm(total=eng.iterations, initial=step, disable=not progress, desc=self.method)
         try:
             while step < eng.iterations:
                 loss = self._loss(step, image, text, data, gen)
-                if not bool(torch.isfinite(loss)):
-                    self._diverged(f"the loss became {float(loss.detach())}", step + 1, last_good)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                if group is not None:
+                    self._distributed_step(group, loss, image, text, opt, step, last_good)
+                else:
+                    if not bool(torch.isfinite(loss)):
+                        self._diverged(
+                            f"the loss became {float(loss.detach())}", step + 1, last_good
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
                 for t, name in ((image, "synthetic image"), (text, "synthetic text")):
                     if not bool(torch.isfinite(t).all()):
                         self._diverged(f"the {name} tensor became NaN/inf", step + 1, last_good)
@@ -297,17 +343,66 @@ class GradientDistiller(Distiller):
                     history.append({"step": step, "loss": float(loss.detach())})
                     bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
                 if validate is not None and eng.validate_every and step % eng.validate_every == 0:
-                    metrics = dict(
-                        validate(self._artifact(image, text, src, data, seed, history), step)
-                    )
+                    metrics = None
+                    if group is None or get_rank() == 0:
+                        metrics = dict(
+                            validate(self._artifact(image, text, src, data, seed, history), step)
+                        )
+                    if group is not None:  # rank 0 validates; every rank records the result
+                        metrics = broadcast_object(metrics, group)
                     history.append({"step": step, "validation": metrics})
                 if ckdir is not None and eng.checkpoint_every and step % eng.checkpoint_every == 0:
-                    last_good = self._checkpoint(
-                        ckdir, identity, step, history, image, text, opt, gen
-                    )
+                    if group is None or get_rank() == 0:
+                        last_good = self._checkpoint(
+                            ckdir, identity, step, history, image, text, opt, gen
+                        )
+                    else:  # rank 0 writes; the others name the same file in their errors
+                        last_good = ckdir / f"step_{step:08d}.safetensors"
         finally:
             bar.close()
         return self._artifact(image, text, src, data, seed, history)
+
+    # -- distribution ----------------------------------------------------------------
+    def _sync_start(self, group: Any, step: int, image: torch.Tensor, text: torch.Tensor) -> None:
+        """Check that every rank resumed at one step, then replicate rank 0's state."""
+        first = broadcast_object(step, group)
+        if first != step:
+            raise DistributedError(
+                f"rank {get_rank(group)} resumed at step {step} but rank 0 at step {first}: "
+                "checkpoint_dir must be one directory that every rank sees"
+            )
+        broadcast_([image, text], group)
+        for mod in self._aux_modules().values():
+            broadcast_module_(mod, group)
+
+    def _distributed_step(
+        self,
+        group: Any,
+        loss: torch.Tensor,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        opt: torch.optim.Optimizer,
+        step: int,
+        last_good: Path | None,
+    ) -> None:
+        """Backward, all-reduce (mean) of the synthetic gradients, optimiser step.
+
+        The NaN/inf flag of every rank travels in the same collective, so that all ranks
+        stop together instead of the healthy ones waiting for a stopped one.
+        """
+        opt.zero_grad(set_to_none=True)
+        # Backward even for a non-finite loss: a loss whose backward communicates must run
+        # on every rank, and the step is refused below anyway.
+        loss.backward()
+        grads = [t.grad if t.grad is not None else torch.zeros_like(t) for t in (image, text)]
+        bad = (~torch.isfinite(loss.detach())).to(grads[0].dtype).reshape(1) * get_world_size(group)
+        all_reduce_mean_([*grads, bad], group)
+        if float(bad) > 0:
+            self._diverged(
+                f"the loss became non-finite on {round(float(bad))} rank(s)", step + 1, last_good
+            )
+        image.grad, text.grad = grads
+        opt.step()
 
     def _make_opt(self, image: torch.Tensor, text: torch.Tensor) -> torch.optim.Optimizer:
         eng = self.engine

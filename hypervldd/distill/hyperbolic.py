@@ -21,7 +21,9 @@ initialisation, checkpointing, resume and NaN handling
     their images of the full real set are computed once and cached, and each
     iteration uses one expert (cycled), so that the target is the full data's
     ordering rather than a 64-pair batch's. An hITC term on the synthetic pairs
-    keeps each pair's own image and text together.
+    keeps each pair's own image and text together. Under ``torch.distributed`` each
+    rank caches the expert points of its shard of the real set only, and the
+    streamed statistics of the shards are combined by all-reduce.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 import torch
 
+from ..distributed import broadcast_module_
 from ..eval.protocol import EvalProtocol, StudentConfig
 from ..eval.student import Student, train_student
 from ..losses import FullDatasetRankAlignment, HyperbolicContrastiveLoss, RAHALoss
@@ -133,6 +136,7 @@ class RankAlignDistiller(GradientDistiller):
 
     method = "rank_align"
     Config = RankAlignConfig
+    distributed_aware = True
 
     def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
         cfg = self.config
@@ -143,6 +147,7 @@ class RankAlignDistiller(GradientDistiller):
             tau=cfg.tau,
             variant=cfg.variant,
             rank_weight=cfg.rank_weight,
+            process_group=self._group,
         )
         # inputs are already points on the manifold (the experts lift them)
         self._hitc = HyperbolicContrastiveLoss(geo, cfg.student.curvature, tau=cfg.tau, lift=False)
@@ -159,8 +164,19 @@ class RankAlignDistiller(GradientDistiller):
             train_student(st, data.pair_image, data.pair_text, protocol, gen, group=data.pair_group)
             st.eval()
             st.requires_grad_(False)
-            with torch.no_grad():
-                pts = (st.encode_image(data.pair_image), st.encode_text(data.pair_text))
+            if self._group is None:
+                with torch.no_grad():
+                    pts = (st.encode_image(data.pair_image), st.encode_text(data.pair_text))
+            else:
+                # Every rank trained the same expert; rank 0's copy makes that exact. Only
+                # this rank's shard of the real set is encoded and kept.
+                broadcast_module_(st, self._group)
+                lo, hi = self._shard(data.num_pairs)
+                with torch.no_grad():
+                    pts = (
+                        st.encode_image(data.pair_image[lo:hi]),
+                        st.encode_text(data.pair_text[lo:hi]),
+                    )
             self._experts.append(st)
             self._real_points.append(pts)
 
@@ -180,7 +196,14 @@ class RankAlignDistiller(GradientDistiller):
         anchors: dict[str, Any] = {}
         if n_anchor:
             idx = torch.randperm(data.num_pairs, generator=gen)[:n_anchor]
-            anchors = {"anchor_image": real_img[idx], "anchor_text": real_txt[idx]}
+            if self._group is None:
+                anchors = {"anchor_image": real_img[idx], "anchor_text": real_txt[idx]}
+            else:  # the anchors may lie in other ranks' shards: encode them here
+                with torch.no_grad():
+                    anchors = {
+                        "anchor_image": st.encode_image(data.pair_image[idx]),
+                        "anchor_text": st.encode_text(data.pair_text[idx]),
+                    }
         loss = self._align(si, stx, real_img, real_txt, **anchors)
         if self.config.contrastive_weight > 0:
             loss = loss + self.config.contrastive_weight * self._hitc(si, stx)

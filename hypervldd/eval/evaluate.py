@@ -12,7 +12,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,15 @@ from .metrics import DEFAULT_KS, retrieval_metrics
 from .protocol import EvalProtocol
 from .student import Student, train_student
 
-__all__ = ["Result", "TrainPairs", "as_train_pairs", "evaluate", "score_student", "SMALL_TRAIN_SET"]
+__all__ = [
+    "Result",
+    "TrainPairs",
+    "as_train_pairs",
+    "evaluate",
+    "score_student",
+    "train_students",
+    "SMALL_TRAIN_SET",
+]
 
 #: Training sets up to this many pairs are evaluated with one thread by default.
 SMALL_TRAIN_SET = 4096
@@ -253,49 +261,83 @@ def _evaluate(
     protocol = protocol or EvalProtocol()
     if not isinstance(protocol, EvalProtocol):
         raise TypeError(f"protocol must be an EvalProtocol, got {type(protocol).__name__}")
+    from .pixel import evaluate_pixels, is_pixel_data  # pixel.py imports this module
+
+    if is_pixel_data(train_pairs):
+        # Synthetic pixels: the pixel student (an image encoder trained on them).
+        return evaluate_pixels(train_pairs, test_features, protocol, val=val_features, ks=ks)
     t0 = time.perf_counter()
     test = as_feature_set(test_features, "test_features")
     pairs = as_train_pairs(train_pairs)
     _check_pairs(pairs, test)
-    val = None
-    if protocol.selection == "validation":
-        if val_features is None:
-            raise ValueError("protocol.selection is 'validation' but no val_features were given")
-        val = as_feature_set(val_features, "val_features")
-    elif val_features is not None:
-        raise ValueError(
-            f"val_features were given but protocol.selection is {protocol.selection!r}; set "
-            "selection='validation' to use them"
-        )
-    similarity = pairs.similarity if protocol.use_soft_targets else None
-    lr_image = pairs.lr_image if protocol.lr_source == "learned" else None
-    lr_text = pairs.lr_text if protocol.lr_source == "learned" else None
+    val = _selection_data(protocol, val_features, "val_features", as_feature_set)
     image = pairs.image.float()
     text = pairs.text.float()
+    return _run_seeds(
+        protocol,
+        _feature_student(protocol, image.shape[1], text.shape[1]),
+        _feature_fit(pairs, protocol, image, text),
+        lambda student, fs: score_student(student, fs, ks=ks),
+        test,
+        select_on={"validation": val, "test": test}.get(protocol.selection),
+        n_train_pairs=int(image.shape[0]),
+        storage_floats=pairs.storage_floats,
+        t0=t0,
+    )
 
-    rows, epochs, losses = [], [], []
-    for seed in protocol.seeds:
-        gen = torch.Generator().manual_seed(int(seed))
-        student = Student(image.shape[1], text.shape[1], protocol.student, gen, protocol.trainable)
-        best: dict[str, Any] = {"score": -math.inf, "epoch": protocol.epochs, "state": None}
-        select_on = {"validation": val, "test": test}.get(protocol.selection)
 
-        def on_epoch(
-            epoch: int,
-            student: Student = student,
-            best: dict = best,
-            select_on: FeatureSet | None = select_on,
-        ) -> None:
-            if select_on is None:
-                return
-            if epoch % protocol.eval_every != 0 and epoch != protocol.epochs:
-                return
-            score = score_student(student, select_on, ks=ks)["mean"]
-            student.train()
-            if score > best["score"]:  # ties keep the earlier epoch
-                best.update(score=score, epoch=epoch, state=copy.deepcopy(student.state_dict()))
+def _learned_settings(
+    pairs: Any, protocol: EvalProtocol
+) -> tuple[torch.Tensor | None, float | None, float | None]:
+    """``(similarity, lr_image, lr_text)`` of ``pairs`` that ``protocol`` uses (else None)."""
+    learned = protocol.lr_source == "learned"
+    return (
+        pairs.similarity if protocol.use_soft_targets else None,
+        pairs.lr_image if learned else None,
+        pairs.lr_text if learned else None,
+    )
 
-        hist = train_student(
+
+def _selection_data(
+    protocol: EvalProtocol, val: Any, name: str, adapt: Callable[[Any, str], Any]
+) -> Any:
+    """``adapt(val, name)`` under ``selection == "validation"``, else None.
+
+    Raises:
+        ValueError: if validation selection has no ``val``, or ``val`` is given for
+            another selection (it would be silently ignored).
+    """
+    if protocol.selection == "validation":
+        if val is None:
+            raise ValueError(f"protocol.selection is 'validation' but no {name} was given")
+        return adapt(val, name)
+    if val is not None:
+        raise ValueError(
+            f"{name} was given but protocol.selection is {protocol.selection!r}; set "
+            "selection='validation' to use it"
+        )
+    return None
+
+
+def _feature_student(
+    protocol: EvalProtocol, d_img: int, d_txt: int
+) -> Callable[[torch.Generator], Student]:
+    """``make(gen)``: a fresh feature student of ``protocol``, initialised from ``gen``."""
+
+    def make(gen: torch.Generator) -> Student:
+        return Student(d_img, d_txt, protocol.student, gen, protocol.trainable)
+
+    return make
+
+
+def _feature_fit(
+    pairs: TrainPairs, protocol: EvalProtocol, image: torch.Tensor, text: torch.Tensor
+) -> Callable[[Student, torch.Generator, Callable[[int], None]], list[float]]:
+    """``fit(student, gen, on_epoch)``: :func:`train_student` on ``pairs`` under ``protocol``."""
+    similarity, lr_image, lr_text = _learned_settings(pairs, protocol)
+
+    def fit(student: Student, gen: torch.Generator, on_epoch: Callable[[int], None]) -> list[float]:
+        return train_student(
             student,
             image,
             text,
@@ -307,10 +349,71 @@ def _evaluate(
             lr_text=lr_text,
             on_epoch=on_epoch,
         )
-        if best["state"] is not None:
-            student.load_state_dict(best["state"])
-        rows.append(score_student(student, test, ks=ks))
-        epochs.append(int(best["epoch"]))
+
+    return fit
+
+
+def _train_seed(
+    seed: int,
+    protocol: EvalProtocol,
+    make_student: Callable[[torch.Generator], Any],
+    fit: Callable[[Any, torch.Generator, Callable[[int], None]], list[float]],
+    score: Callable[[Any, Any], dict[str, float]] | None = None,
+    select_on: Any = None,
+) -> tuple[Any, int, list[float]]:
+    """Train the student of one protocol seed, with the protocol's checkpoint selection.
+
+    One generator seeded with ``seed`` initialises the student (``make_student(gen)``)
+    and then drives training (``fit(student, gen, on_epoch)``), so a seed reproduces
+    a student bit for bit on CPU. With ``select_on`` (validation or test data), the
+    student is scored by ``score(student, select_on)["mean"]`` every
+    ``protocol.eval_every`` epochs and at the last one, and the best state is restored
+    (ties keep the earlier epoch).
+
+    Returns:
+        ``(student, selected epoch, per-epoch training losses)``.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    student = make_student(gen)
+    best: dict[str, Any] = {"score": -math.inf, "epoch": protocol.epochs, "state": None}
+
+    def on_epoch(epoch: int) -> None:
+        if select_on is None or score is None:
+            return
+        if epoch % protocol.eval_every != 0 and epoch != protocol.epochs:
+            return
+        value = score(student, select_on)["mean"]
+        student.train()
+        if value > best["score"]:  # ties keep the earlier epoch
+            best.update(score=value, epoch=epoch, state=copy.deepcopy(student.state_dict()))
+
+    hist = fit(student, gen, on_epoch)
+    if best["state"] is not None:
+        student.load_state_dict(best["state"])
+    return student, int(best["epoch"]), hist
+
+
+def _run_seeds(
+    protocol: EvalProtocol,
+    make_student: Callable[[torch.Generator], Any],
+    fit: Callable[[Any, torch.Generator, Callable[[int], None]], list[float]],
+    score: Callable[[Any, Any], dict[str, float]],
+    test: Any,
+    *,
+    select_on: Any,
+    n_train_pairs: int,
+    storage_floats: int | None,
+    t0: float,
+) -> Result:
+    """One :func:`_train_seed` per protocol seed, scored on ``test``, as a :class:`Result`.
+
+    ``t0`` is the ``time.perf_counter()`` at the start of the evaluation.
+    """
+    rows, epochs, losses = [], [], []
+    for seed in protocol.seeds:
+        student, epoch, hist = _train_seed(seed, protocol, make_student, fit, score, select_on)
+        rows.append(score(student, test))
+        epochs.append(epoch)
         losses.append(hist[-1])
     mean, std = _mean_std(rows)
     return Result(
@@ -320,8 +423,45 @@ def _evaluate(
         selection=protocol.selection_label,
         selected_epochs=epochs,
         protocol=protocol.to_dict(),
-        n_train_pairs=int(image.shape[0]),
-        train_storage_floats=pairs.storage_floats,
+        n_train_pairs=n_train_pairs,
+        train_storage_floats=storage_floats,
         seconds=time.perf_counter() - t0,
         train_losses=losses,
     )
+
+
+def train_students(
+    train_pairs: Any, protocol: EvalProtocol | None = None, *, dims: tuple[int, int] | None = None
+) -> list[Student]:
+    """The final-epoch students of ``protocol`` (one per seed) trained on ``train_pairs``.
+
+    The same students :func:`evaluate` scores under ``selection="final"`` (same seeding,
+    bit for bit on CPU); for analyses that need the students themselves (fidelity of
+    orderings, robustness, zero-shot). Checkpoint selection is not applied.
+
+    Args:
+        train_pairs: anything :func:`as_train_pairs` accepts.
+        protocol: the :class:`EvalProtocol` (default ``EvalProtocol()``).
+        dims: optional expected ``(D_i, D_t)`` feature widths, checked.
+
+    Returns:
+        ``len(protocol.seeds)`` students in eval mode, protocol seed order.
+    """
+    protocol = protocol or EvalProtocol()
+    if not isinstance(protocol, EvalProtocol):
+        raise TypeError(f"protocol must be an EvalProtocol, got {type(protocol).__name__}")
+    pairs = as_train_pairs(train_pairs)
+    image, text = pairs.image.float(), pairs.text.float()
+    if image.dim() != 2 or text.dim() != 2 or image.shape[0] != text.shape[0] or not len(image):
+        raise ValueError(
+            f"train_pairs must hold M >= 1 pairs of 2-D features, got image "
+            f"{tuple(image.shape)} and text {tuple(text.shape)}"
+        )
+    if dims is not None and (image.shape[1], text.shape[1]) != tuple(dims):
+        raise ValueError(
+            f"train_pairs feature widths (image {image.shape[1]}, text {text.shape[1]}) differ "
+            f"from the expected {tuple(dims)}"
+        )
+    make = _feature_student(protocol, image.shape[1], text.shape[1])
+    fit = _feature_fit(pairs, protocol, image, text)
+    return [_train_seed(seed, protocol, make, fit)[0].eval() for seed in protocol.seeds]

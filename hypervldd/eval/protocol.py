@@ -14,7 +14,15 @@ from typing import Any
 
 from ._config import config_from_dict, config_from_json, config_to_dict, config_to_json
 
-__all__ = ["PROTOCOL_VERSION", "StudentConfig", "EvalProtocol", "SELECTIONS", "TRAINABLE"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "StudentConfig",
+    "PixelStudentConfig",
+    "EvalProtocol",
+    "EvalExtras",
+    "SELECTIONS",
+    "TRAINABLE",
+]
 
 #: Version of the protocol schema *and* semantics. Bump when either changes.
 PROTOCOL_VERSION = "1"
@@ -25,6 +33,65 @@ TRAINABLE = ("image_head", "text_head", "feature_scale", "temperature", "curvatu
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SELECTIONS = ("final", "validation", "test")
 LR_SOURCES = ("fixed", "learned")
+PIXEL_BACKBONES = ("convnet",)  # or "open_clip:<architecture>"
+PIXEL_AUGMENT_OPS = ("color", "crop", "flip", "scale")
+
+
+@dataclass(frozen=True)
+class PixelStudentConfig:
+    """The image encoder of the pixel student (used only for synthetic *pixels*).
+
+    A synthetic set whose images are pixels is scored by a student that trains an
+    image encoder on them (with differentiable augmentation), followed by the same
+    image head, lift and loss as the feature student; the text side is unchanged
+    (a head on frozen text features). See :mod:`hypervldd.eval.pixel`.
+
+    Attributes:
+        backbone: ``"convnet"`` (the small ConvNet of the dataset-distillation
+            literature) or ``"open_clip:<architecture>"`` (randomly initialised,
+            or from ``checkpoint``).
+        checkpoint: local open_clip weights file (``None``: random initialisation).
+        width, depth: ConvNet channels and conv-norm-ReLU-pool blocks.
+        norm: ConvNet normalisation, ``"instance"`` or ``"none"``.
+        train_backbone: fine-tune the image encoder (else only the heads train).
+        backbone_lr: learning rate of the image encoder.
+        augment: differentiable augmentation applied to every training batch,
+            a subset of ``("color", "crop", "flip", "scale")`` (empty: none).
+    """
+
+    backbone: str = "convnet"
+    checkpoint: str | None = None
+    width: int = 64
+    depth: int = 3
+    norm: str = "instance"
+    train_backbone: bool = True
+    backbone_lr: float = 0.01
+    augment: tuple[str, ...] = PIXEL_AUGMENT_OPS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "augment", tuple(self.augment))
+        if self.backbone not in PIXEL_BACKBONES and not (
+            isinstance(self.backbone, str)
+            and self.backbone.startswith("open_clip:")
+            and len(self.backbone) > len("open_clip:")
+        ):
+            raise ValueError(
+                f"pixel.backbone must be 'convnet' or 'open_clip:<architecture>', got "
+                f"{self.backbone!r}"
+            )
+        if self.checkpoint is not None and not self.backbone.startswith("open_clip:"):
+            raise ValueError("pixel.checkpoint is only used with an open_clip backbone")
+        if int(self.width) < 1 or int(self.depth) < 1:
+            raise ValueError(
+                f"pixel.width and pixel.depth must be >= 1, got {self.width}, {self.depth}"
+            )
+        if self.norm not in ("instance", "none"):
+            raise ValueError(f"pixel.norm must be 'instance' or 'none', got {self.norm!r}")
+        if not (self.backbone_lr > 0):
+            raise ValueError(f"pixel.backbone_lr must be > 0, got {self.backbone_lr}")
+        bad = sorted(set(self.augment) - set(PIXEL_AUGMENT_OPS))
+        if bad:
+            raise ValueError(f"pixel.augment has unknown op(s) {bad}; allowed: {PIXEL_AUGMENT_OPS}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +166,8 @@ class EvalProtocol:
             ``"test"`` (best *test* recall: optimistic, only on request, labelled).
         eval_every: epochs between the evaluations that ``"validation"`` and
             ``"test"`` selection choose from (the final epoch is always included).
+        pixel: the image encoder used when the training images are pixels
+            (:class:`PixelStudentConfig`); ignored for feature sets.
     """
 
     version: str = PROTOCOL_VERSION
@@ -117,6 +186,7 @@ class EvalProtocol:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     selection: str = "final"
     eval_every: int = 10
+    pixel: PixelStudentConfig = field(default_factory=PixelStudentConfig)
 
     def __post_init__(self) -> None:
         if self.version != PROTOCOL_VERSION:
@@ -127,6 +197,8 @@ class EvalProtocol:
             )
         if not isinstance(self.student, StudentConfig):
             raise TypeError(f"student must be a StudentConfig, got {type(self.student).__name__}")
+        if not isinstance(self.pixel, PixelStudentConfig):
+            raise TypeError(f"pixel must be a PixelStudentConfig, got {type(self.pixel).__name__}")
         object.__setattr__(self, "trainable", tuple(self.trainable))
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         object.__setattr__(self, "lr_decay_epochs", tuple(int(e) for e in self.lr_decay_epochs))
@@ -193,3 +265,115 @@ class EvalProtocol:
             "validation": "validation-selected",
             "test": "TEST-SELECTED (optimistic: checkpoint chosen on the test set)",
         }[self.selection]
+
+
+#: Perturbations of :mod:`hypervldd.eval.robustness`, in report order.
+PERTURBATIONS = ("jpeg", "noise", "pgd_image", "pgd_text", "quant_text")
+
+
+@dataclass(frozen=True)
+class EvalExtras:
+    """Evaluation beyond recall (``docs/evaluation.md``); every measure is off by default.
+
+    Kept apart from :class:`EvalProtocol` so that a protocol (and every result stored
+    with it) is unchanged when no extra is asked for; ``hypervldd compare`` stores this
+    block next to the protocol when any measure is on.
+
+    Attributes:
+        fidelity: ordering agreement with the full data, after training (students of the
+            protocol) and on the data (pair-bridge similarities in ``fidelity_geometries``).
+        transfer: recall under the student variants (``transfer_geometries``,
+            ``transfer_widths``, ``transfer_heads``); mean excluding the protocol's student.
+        robustness: recall drop under ``perturbations`` of the test inputs.
+        zero_shot: prompted zero-shot top-1 accuracy on ``zero_shot_labels`` (image
+            metadata columns; empty: ``class_name`` if present, else ``group`` and
+            ``subgroup``) with prompts ``zero_shot_template``.
+        top_k: cut-off of the top-k overlap; kendall: also compute Kendall's tau-b.
+        bridge_tau, bridge_radius: temperature and lift radius of the data-level fidelity.
+        robustness_images: test images used by robustness (evenly spaced; 0: all).
+        robustness_students: how many of the protocol's students are attacked.
+        jpeg_quality, noise_sigma, pgd_image_eps, pgd_text_eps, pgd_steps, quant_bits: the
+            perturbation settings; seed: seeds noise and PGD starts.
+    """
+
+    fidelity: bool = False
+    transfer: bool = False
+    robustness: bool = False
+    zero_shot: bool = False
+    top_k: int = 10
+    kendall: bool = True
+    bridge_tau: float = 0.07
+    bridge_radius: float = 1.0
+    fidelity_geometries: tuple[str, ...] = GEOMETRIES
+    transfer_geometries: tuple[str, ...] = GEOMETRIES
+    transfer_widths: tuple[int, ...] = (128,)
+    transfer_heads: tuple[str, ...] = ()
+    robustness_images: int = 64
+    robustness_students: int = 1
+    perturbations: tuple[str, ...] = PERTURBATIONS
+    jpeg_quality: int = 75
+    noise_sigma: float = 0.01
+    pgd_image_eps: float = 2.0 / 255.0
+    pgd_text_eps: float = 0.05
+    pgd_steps: int = 10
+    quant_bits: int = 4
+    seed: int = 0
+    zero_shot_template: str = "a photo of a {class}"
+    zero_shot_labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("fidelity_geometries", "transfer_geometries", "transfer_heads"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "transfer_widths", tuple(int(w) for w in self.transfer_widths))
+        object.__setattr__(self, "perturbations", tuple(self.perturbations))
+        object.__setattr__(self, "zero_shot_labels", tuple(self.zero_shot_labels))
+        for name in ("fidelity_geometries", "transfer_geometries"):
+            bad = sorted(set(getattr(self, name)) - set(GEOMETRIES))
+            if bad or not getattr(self, name):
+                raise ValueError(f"{name} must be a non-empty subset of {GEOMETRIES}, got {bad}")
+        bad = sorted(set(self.transfer_heads) - set(HEADS))
+        if bad:
+            raise ValueError(f"transfer_heads must be a subset of {HEADS}, got {bad}")
+        if any(w < 1 for w in self.transfer_widths):
+            raise ValueError(f"transfer_widths must be >= 1, got {self.transfer_widths}")
+        bad = sorted(set(self.perturbations) - set(PERTURBATIONS))
+        if bad or not self.perturbations:
+            raise ValueError(
+                f"perturbations must be a non-empty subset of {PERTURBATIONS}, got {bad}"
+            )
+        for name in ("top_k", "robustness_students", "pgd_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.robustness_images) < 0:
+            raise ValueError(f"robustness_images must be >= 0, got {self.robustness_images}")
+        if not (1 <= int(self.jpeg_quality) <= 95):
+            raise ValueError(f"jpeg_quality must be in [1, 95], got {self.jpeg_quality}")
+        if not (1 <= int(self.quant_bits) <= 16):
+            raise ValueError(f"quant_bits must be in [1, 16], got {self.quant_bits}")
+        for name in ("bridge_tau", "bridge_radius"):
+            if not (getattr(self, name) > 0):
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("noise_sigma", "pgd_image_eps", "pgd_text_eps"):
+            if not (getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if "{class}" not in self.zero_shot_template:
+            raise ValueError(
+                f"zero_shot_template must contain '{{class}}', got {self.zero_shot_template!r}"
+            )
+
+    @property
+    def any(self) -> bool:
+        """Whether any measure is on."""
+        return self.fidelity or self.transfer or self.robustness or self.zero_shot
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalExtras:
+        """Rebuild from :meth:`to_dict`; unknown keys are refused (named)."""
+        return config_from_dict(cls, data)
+
+    def replace(self, **changes: Any) -> EvalExtras:
+        """A copy with ``changes`` applied (validated)."""
+        return replace(self, **changes)

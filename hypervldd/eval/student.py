@@ -246,13 +246,24 @@ def make_optimizer(params: list[dict], protocol: EvalProtocol) -> torch.optim.Op
 
 
 def _param_groups(
-    student: Student, protocol: EvalProtocol, lr_image: float | None, lr_text: float | None
+    student: nn.Module,
+    protocol: EvalProtocol,
+    lr_image: float | None,
+    lr_text: float | None,
+    *,
+    backbone: nn.Module | None = None,
+    backbone_lr: float = 0.0,
+    what: str = "student",
 ) -> list[dict]:
-    groups = []
+    """Optimiser groups: ``backbone`` (at ``backbone_lr``), image head, text head, the rest."""
+    bb = [] if backbone is None else [p for p in backbone.parameters() if p.requires_grad]
     img = [p for p in student.image_head.parameters() if p.requires_grad]
     txt = [p for p in student.text_head.parameters() if p.requires_grad]
-    seen = {id(p) for p in img + txt}
+    seen = {id(p) for p in bb + img + txt}
     rest = [p for p in student.parameters() if p.requires_grad and id(p) not in seen]
+    groups = []
+    if bb:
+        groups.append({"params": bb, "lr": float(backbone_lr)})
     if img:
         groups.append({"params": img, "lr": lr_image if lr_image is not None else protocol.lr})
     if txt:
@@ -260,8 +271,64 @@ def _param_groups(
     if rest:
         groups.append({"params": rest, "lr": protocol.lr})
     if not groups:
-        raise ValueError("the student has no trainable parameters under this protocol")
+        raise ValueError(f"the {what} has no trainable parameters under this protocol")
     return groups
+
+
+def _train_epochs(
+    student: nn.Module,
+    groups: list[dict],
+    m: int,
+    protocol: EvalProtocol,
+    generator: torch.Generator,
+    batch_loss: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    *,
+    similarity: torch.Tensor | None,
+    group: torch.Tensor | None,
+    on_epoch: Callable[[int], None] | None,
+    what: str = "student",
+    hint: str = "lower the learning rate",
+) -> list[float]:
+    """The protocol's training loop over ``m`` pairs (shared by every student kind).
+
+    Per epoch: the step schedule, one ``randperm`` of the pairs from ``generator``,
+    then per batch of pair indices ``idx (B,)`` the loss ``batch_loss(idx, targets)``
+    (``targets`` from :func:`batch_targets`) and one optimiser step over ``groups``.
+
+    Returns:
+        The mean training loss of each epoch.
+    """
+    bs = min(int(protocol.batch_size), m)
+    opt = make_optimizer(groups, protocol)
+    base = [g["lr"] for g in opt.param_groups]
+    losses: list[float] = []
+    student.train()
+    for epoch in range(protocol.epochs):
+        factor = protocol.lr_decay_gamma ** sum(epoch >= e for e in protocol.lr_decay_epochs)
+        for g, lr0 in zip(opt.param_groups, base, strict=True):
+            g["lr"] = lr0 * factor
+        perm = torch.randperm(m, generator=generator)
+        total, n = 0.0, 0
+        for i in range(0, m, bs):
+            idx = perm[i : i + bs]
+            if idx.shape[0] < 2 and m >= 2:
+                continue  # a contrastive step needs at least one negative
+            loss = batch_loss(idx, batch_targets(idx, similarity=similarity, group=group))
+            if not bool(torch.isfinite(loss)):
+                raise FloatingPointError(
+                    f"{what} loss became {float(loss.detach())} at epoch {epoch + 1}; {hint} "
+                    "or check the training pairs"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * idx.shape[0]
+            n += idx.shape[0]
+        losses.append(total / max(n, 1))
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
+    student.eval()
+    return losses
 
 
 def train_student(
@@ -301,40 +368,22 @@ def train_student(
         raise ValueError(
             f"image and text must hold the same number of pairs, got {m} and {text.shape[0]}"
         )
-    bs = min(int(protocol.batch_size), m)
-    opt = make_optimizer(_param_groups(student, protocol, lr_image, lr_text), protocol)
-    base = [g["lr"] for g in opt.param_groups]
-    losses: list[float] = []
-    student.train()
-    for epoch in range(protocol.epochs):
-        factor = protocol.lr_decay_gamma ** sum(epoch >= e for e in protocol.lr_decay_epochs)
-        for g, lr0 in zip(opt.param_groups, base, strict=True):
-            g["lr"] = lr0 * factor
-        perm = torch.randperm(m, generator=generator)
-        total, n = 0.0, 0
-        for i in range(0, m, bs):
-            idx = perm[i : i + bs]
-            if idx.shape[0] < 2 and m >= 2:
-                continue  # a contrastive step needs at least one negative
-            targets = batch_targets(idx, similarity=similarity, group=group)
-            if loss_fn is None:
-                img = student.encode_image(image[idx])
-                txt = student.encode_text(text[idx])
-                loss = symmetric_infonce(student.logits(img, txt), targets)
-            else:
-                loss = loss_fn(student, image[idx], text[idx], targets)
-            if not bool(torch.isfinite(loss)):
-                raise FloatingPointError(
-                    f"student loss became {float(loss)} at epoch {epoch + 1}; lower the learning "
-                    "rate or check the training pairs"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * idx.shape[0]
-            n += idx.shape[0]
-        losses.append(total / max(n, 1))
-        if on_epoch is not None:
-            on_epoch(epoch + 1)
-    student.eval()
-    return losses
+
+    def batch_loss(idx: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        if loss_fn is not None:
+            return loss_fn(student, image[idx], text[idx], targets)
+        img = student.encode_image(image[idx])
+        txt = student.encode_text(text[idx])
+        return symmetric_infonce(student.logits(img, txt), targets)
+
+    return _train_epochs(
+        student,
+        _param_groups(student, protocol, lr_image, lr_text),
+        m,
+        protocol,
+        generator,
+        batch_loss,
+        similarity=similarity,
+        group=group,
+        on_epoch=on_epoch,
+    )

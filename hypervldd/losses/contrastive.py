@@ -15,6 +15,7 @@ from torch import nn
 
 from .. import kernels
 from .._checks import validation_enabled
+from ..distributed import all_gather_rows, check_group_arg, gather_sizes, get_rank, resolve_group
 from ..manifolds import Curvature, conversions, lorentz_math
 from ._common import (
     FeatureScale,
@@ -64,6 +65,16 @@ def dense_contrastive_loss(logits: torch.Tensor, text_to_image: torch.Tensor | N
     return (t2i.sum() + i2t.sum()) / (2 * m)
 
 
+def _gather_batch(
+    image: torch.Tensor, text: torch.Tensor, t2i: torch.Tensor | None, group: object
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The global batch: every rank's rows in rank order, caption indices made global."""
+    local = torch.arange(text.shape[0], device=image.device) if t2i is None else t2i
+    offset = sum(gather_sizes(image.shape[0], group, image.device)[: get_rank(group)])
+    all_t2i = all_gather_rows(local + offset, group)
+    return all_gather_rows(image, group), all_gather_rows(text, group), all_t2i
+
+
 class HyperbolicContrastiveLoss(nn.Module):
     """hITC: symmetric InfoNCE over logits ``-d(image_i, text_j) / tau``.
 
@@ -78,6 +89,11 @@ class HyperbolicContrastiveLoss(nn.Module):
         entail_weight: weight of :class:`EntailmentConeLoss` (hyperbolic geometries only).
         entail_min_radius: the cone's ``K``.
         use_fused: use :func:`hypervldd.kernels.contrastive_loss` (else a dense evaluation).
+        process_group: ``None`` (default: one process), ``"auto"``, ``"world"`` or a
+            ``ProcessGroup``: each rank passes its own images, captions and (local)
+            ``text_to_image``; the features are gathered with an autograd-aware all-gather
+            and every rank returns the loss of the global batch (gradients as under DDP,
+            see ``docs/distributed.md``).
 
     Shapes: ``image`` ``(N, D)``, ``text`` ``(M, D)`` features (with ``lift=False``:
     points, ``(., D+1)`` on Lorentz); ``text_to_image`` ``(M,)`` long, the image of each
@@ -101,8 +117,10 @@ class HyperbolicContrastiveLoss(nn.Module):
         entail_weight: float = 0.0,
         entail_min_radius: float = 0.1,
         use_fused: bool = True,
+        process_group: object = None,
     ) -> None:
         super().__init__()
+        self.process_group = check_group_arg(process_group)
         self.geometry = check_geometry(geometry)
         self.curvature = Curvature(c, learnable=learn_c, bounds=c_bounds)
         self.temperature = Temperature(tau, learnable=learn_tau, tau_min=tau_min)
@@ -149,6 +167,10 @@ class HyperbolicContrastiveLoss(nn.Module):
                 )
         else:
             text_to_image = _check_text_to_image(text_to_image, m, n, image.device)
+        group = resolve_group(self.process_group)
+        if group is not None:
+            image, text, text_to_image = _gather_batch(image, text, text_to_image, group)
+            m = text.shape[0]
         with full_precision(image, text) as dt:
             x, y = self.embed(image.to(dt), text.to(dt))
             c = self.curvature().to(dt)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .. import kernels
+from ..distributed import all_gather_rows, check_group_arg, resolve_group
 from ..manifolds import lorentz_math
 from ._common import FeatureScale, check_features, check_pair, full_precision
 
@@ -208,6 +209,11 @@ class RAHALoss(nn.Module):
         single_temperature: divide the relevance logits by ``tau_r`` once (else twice).
         solver: ``"qr"`` (``b x b`` problems) or ``"svd"`` (``d x d`` SVD).
         feature_scale, learn_scale: the scale of ``scaled_lift`` (``"auto"`` = ``1/sqrt(d)``).
+        process_group: ``None`` (default: one process), ``"auto"``, ``"world"`` or a
+            ``ProcessGroup``: each rank passes its shard of the real and of the synthetic
+            batch; both are gathered (the synthetic rows with an autograd-aware
+            all-gather) and every rank returns the loss of the global batches (gradients
+            as under DDP, see ``docs/distributed.md``).
 
     Shapes: ``real_image``, ``real_text`` ``(B, d)`` (no gradient is taken through them),
     ``syn_image``, ``syn_text`` ``(B', d)`` Euclidean features. ``forward`` returns the total
@@ -234,8 +240,10 @@ class RAHALoss(nn.Module):
         solver: str | None = None,
         feature_scale: float | str = "auto",
         learn_scale: bool = False,
+        process_group: object = None,
     ) -> None:
         super().__init__()
+        self.process_group = check_group_arg(process_group)
         for name, v in (
             ("c", c),
             ("tau", tau),
@@ -349,6 +357,12 @@ class RAHALoss(nn.Module):
                     f"{an} and {bn} must have one row per pair, got"
                     f" {a.shape[0]} and {b.shape[0]} rows"
                 )
+        group = resolve_group(self.process_group)
+        if group is not None:
+            real_image = all_gather_rows(real_image.detach(), group)
+            real_text = all_gather_rows(real_text.detach(), group)
+            syn_image = all_gather_rows(syn_image, group)
+            syn_text = all_gather_rows(syn_text, group)
         with full_precision(real_image, real_text, syn_image, syn_text) as dt:
             ri, rt = real_image.detach().to(dt), real_text.detach().to(dt)
             si, st = syn_image.to(dt), syn_text.to(dt)

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from .. import kernels
 from .._checks import check_finite, validation_enabled
+from ..distributed import all_reduce_row_stats, check_group_arg, resolve_group
 from ..manifolds import Curvature
 from ._common import (
     check_features,
@@ -60,6 +61,7 @@ def full_dataset_targets(
     tau: float = 0.07,
     assign_tau: float = 0.07,
     chunk_size: int = 8192,
+    process_group: object = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Target distributions over the synthetic keys, streamed over the real set.
 
@@ -68,6 +70,11 @@ def full_dataset_targets(
         syn: synthetic images and texts ``(M, D')``.
         real: real images and texts ``(N, D')`` (may be large; read ``chunk_size`` rows at a
             time and cast to the compute dtype chunk by chunk).
+        process_group: with a group (see :func:`hypervldd.distributed.resolve_group`),
+            ``real`` is this rank's shard (possibly empty) and the partial statistics of
+            every rank are combined by all-reduce (running max, sums of exponentials,
+            weighted sums), so every rank gets the targets of the union of the shards;
+            ``queries`` and ``syn`` must be the same on every rank.
 
     Returns ``(P_i2t (A, M), P_t2i (A', M))``, rows summing to 1, without gradient.
     """
@@ -95,6 +102,12 @@ def full_dataset_targets(
                 + st.weighted * torch.exp(st.lse - new)[:, None]
             )
             lse[k] = new
+    group = resolve_group(process_group)
+    if group is not None:
+        # Both directions in one pair of collectives: their rows are stacked.
+        a = qi.shape[0]
+        _, acc_all = all_reduce_row_stats(torch.cat(lse), torch.cat(acc), group)
+        return acc_all[:a], acc_all[a:]
     return acc[0], acc[1]
 
 
@@ -153,6 +166,13 @@ class FullDatasetRankAlignment(nn.Module):
         variant: ``"listwise"`` (KL) or ``"pairwise"`` (RankNet).
         rank_weight: weight of the smooth-rank term; rank_temperature: its ``t``.
         chunk_size: real pairs per streamed chunk (memory ``O(chunk (A + M))``).
+        process_group: ``None`` (default: one process), ``"auto"`` (the default group when
+            ``torch.distributed`` runs more than one process), ``"world"`` or a
+            ``ProcessGroup``. With a group, ``real_image``/``real_text`` are this rank's
+            shard of the real set (any size, also empty) and the synthetic pairs and
+            anchors are the same on every rank; the partial statistics are combined by
+            all-reduce and every rank returns the loss of the union of the shards, with
+            the single-process gradient (see ``docs/distributed.md``).
 
     Shapes (all points on the manifold: ``D' = D + 1`` on Lorentz): ``syn_image``,
     ``syn_text`` ``(M, D')`` with gradient; ``real_image``, ``real_text`` ``(N, D')`` (any
@@ -173,8 +193,10 @@ class FullDatasetRankAlignment(nn.Module):
         rank_weight: float = 0.1,
         rank_temperature: float = 1.0,
         chunk_size: int = 8192,
+        process_group: object = None,
     ) -> None:
         super().__init__()
+        self.process_group = check_group_arg(process_group)
         self.geometry = check_geometry(geometry, _GEOMETRIES)
         self.curvature = Curvature(c, learnable=learn_c)
         for name, v in (("tau", tau), ("rank_temperature", rank_temperature)):
@@ -223,7 +245,10 @@ class FullDatasetRankAlignment(nn.Module):
             named["anchor_image"] = anchor_image
         if anchor_text is not None:
             named["anchor_text"] = anchor_text
+        group = resolve_group(self.process_group)
         for name, t in named.items():
+            if group is not None and name.startswith("real") and t.dim() == 2 and not len(t):
+                continue  # an empty shard of the real set: the other ranks hold the pairs
             # The real set may be huge: its finiteness is checked chunk by chunk while
             # streaming, never with a full-size temporary.
             check_features(t, name, finite=not name.startswith("real"))
@@ -256,6 +281,7 @@ class FullDatasetRankAlignment(nn.Module):
                 tau=self.tau,
                 assign_tau=self.assign_tau,
                 chunk_size=self.chunk_size,
+                process_group=group,
             )
             s_i2t = -pairwise_distance(qi, sy, self.geometry, c) / self.tau
             s_t2i = -pairwise_distance(qt, sx, self.geometry, c) / self.tau

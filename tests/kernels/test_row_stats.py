@@ -104,4 +104,11 @@ def test_gradcheck_and_opcheck() -> None:
         (x, y, c, tau, v),
     )
     pos = torch.arange(4)
-    torch.library.opcheck(fused._row_stats_fwd, (x, y, c, tau, v, pos, 0.3, 1, 3))
+    op = torch.ops.hypervldd
+    torch.library.opcheck(op.row_stats.default, (x, y, c, tau, v, pos, 0.3, 1, 3))
+    with torch.no_grad():
+        lse, w, r, sp = op.row_stats(x, y, c, tau, v, pos, 0.3, 1, 3)
+    grads = (torch.randn(4, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64))
+    args = (*grads, torch.randn(4, dtype=torch.float64), x.detach(), y.detach(), c.detach())
+    args += (tau.detach(), v.detach(), pos, lse, w, sp, 0.3, 1, 3)
+    torch.library.opcheck(op.row_stats_backward.default, args)

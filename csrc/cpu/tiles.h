@@ -1,0 +1,291 @@
+// CPU tile machinery shared by the pairwise and streaming kernels: the prepared
+// inputs of one (x, y) problem, the fused epilogue over one row of GEMM values,
+// the distance tile (GEMM into a thread-local buffer + epilogue) and the
+// gradient assembly of a tile.
+#pragma once
+
+// No trapping math: GCC may then if-convert the selects of the epilogue loops
+// and vectorise them (torch itself is built with -fno-trapping-math).
+#pragma GCC optimize("no-math-errno", "no-trapping-math")
+
+#include <ATen/Parallel.h>
+#include <torch/types.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../include/hyperbolic_math.h"
+#include "../include/pairwise_host.h"
+
+namespace hypervldd {
+namespace cpu {
+
+// One (x, y) problem, prepared: the GEMM operands and the per-row data of both
+// sides, as raw pointers for the loops.
+template <typename T>
+struct Problem {
+  int64_t man = 0, n = 0, m = 0, D = 0;
+  double c64 = 1.0;
+  T c = 1, sc = 1, scale = 1;
+  RowData rx, ry;
+  at::Tensor xmat, ymat;  // (n, D), (m, D): space parts for Lorentz (strided views)
+  const T *xp = nullptr, *yp = nullptr;
+  int64_t sx0 = 0, sx1 = 0, sy0 = 0, sy1 = 0;
+  const T *r0 = nullptr, *r1 = nullptr, *q0 = nullptr, *q1 = nullptr;
+  const double *ax = nullptr, *ay = nullptr;
+
+  Problem(const at::Tensor& x, const at::Tensor& y, double c_, int64_t man_)
+      : man(man_), n(x.size(0)), m(y.size(0)), c64(c_) {
+    rx = row_data(x, c_, man_);
+    ry = row_data(y, c_, man_);
+    xmat = rx.mat;
+    ymat = ry.mat;
+    D = xmat.size(1);
+    c = static_cast<T>(c_);
+    sc = static_cast<T>(std::sqrt(c_));
+    scale = static_cast<T>(dist_scale(man_, c_));
+    xp = xmat.data_ptr<T>();
+    yp = ymat.data_ptr<T>();
+    sx0 = xmat.stride(0);
+    sx1 = xmat.stride(1);
+    sy0 = ymat.stride(0);
+    sy1 = ymat.stride(1);
+    r0 = rx.r0.template data_ptr<T>();
+    r1 = rx.r1.template data_ptr<T>();
+    q0 = ry.r0.template data_ptr<T>();
+    q1 = ry.r1.template data_ptr<T>();
+    ax = rx.a64.template data_ptr<double>();
+    ay = ry.a64.template data_ptr<double>();
+  }
+};
+
+// The branch-free pass of the epilogue over one row: distances (or -1 where
+// the GEMM value is rejected), with frow also the factors (0 where rejected)
+// and the mask. Returns the number of rejected pairs. Compiled twice on x86-64:
+// for the baseline ISA and for AVX2 + FMA (chosen at run time; 2.5 to 3x
+// faster, measured), since the extension is built without -mavx2.
+#define HVLDD_EPILOGUE_LOOP                                                                   \
+  int64_t n_bad = 0; /* an integer count (not a bool |=) keeps the loop vectorisable */        \
+  if (frow == nullptr) {                                                                      \
+    for (int64_t j = 0; j < len; ++j) {                                                       \
+      T d, f;                                                                                 \
+      const bool ok =                                                                         \
+          pair_epilogue<MAN, T>(row[j], ri0, ri1, q0[j], q1[j], c, sc, scale, &d, &f);        \
+      row[j] = ok ? d : T(-1);                                                                \
+      n_bad += ok ? 0 : 1;                                                                    \
+    }                                                                                         \
+  } else {                                                                                    \
+    for (int64_t j = 0; j < len; ++j) {                                                       \
+      T d, f;                                                                                 \
+      const bool ok =                                                                         \
+          pair_epilogue<MAN, T>(row[j], ri0, ri1, q0[j], q1[j], c, sc, scale, &d, &f);        \
+      row[j] = ok ? d : T(-1);                                                                \
+      frow[j] = ok ? f : T(0);                                                                \
+      brow[j] = ok ? 0 : 1;                                                                   \
+      n_bad += ok ? 0 : 1;                                                                    \
+    }                                                                                         \
+  }                                                                                           \
+  return n_bad;
+
+#define HVLDD_EPILOGUE_ARGS                                                                   \
+  T *__restrict row, T *__restrict frow, uint8_t *__restrict brow, const T *__restrict q0,    \
+      const T *__restrict q1, int64_t len, T ri0, T ri1, T c, T sc, T scale
+
+template <int64_t MAN, typename T>
+int64_t fast_pass_base(HVLDD_EPILOGUE_ARGS) {
+  HVLDD_EPILOGUE_LOOP
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HVLDD_AVX2_CLONE 1
+template <int64_t MAN, typename T>
+__attribute__((target("avx2,fma"))) int64_t fast_pass_avx2(HVLDD_EPILOGUE_ARGS) {
+  HVLDD_EPILOGUE_LOOP
+}
+
+inline bool cpu_has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+#endif
+
+// One row of GEMM values x_i.y_j (j in [j0, j0 + len)) -> distances in place.
+// With frow (backward): also the factor of each accepted pair (0 for slow
+// pairs) and the slow-pair mask. Returns the number of slow pairs. Slow pairs
+// (marked -1 by the fast pass) are recomputed from coordinate differences in
+// double in a second pass.
+template <int64_t MAN, typename T>
+int64_t epilogue_row(const Problem<T>& p, int64_t i, int64_t j0, int64_t len, T* row, T* frow,
+                     uint8_t* brow) {
+  int64_t n_bad;
+#ifdef HVLDD_AVX2_CLONE
+  if (cpu_has_avx2()) {
+    n_bad = fast_pass_avx2<MAN, T>(row, frow, brow, p.q0 + j0, p.q1 + j0, len, p.r0[i], p.r1[i],
+                                   p.c, p.sc, p.scale);
+  } else
+#endif
+  {
+    n_bad = fast_pass_base<MAN, T>(row, frow, brow, p.q0 + j0, p.q1 + j0, len, p.r0[i], p.r1[i],
+                                   p.c, p.sc, p.scale);
+  }
+  if (n_bad == 0) return 0;
+  const T* xi = p.xp + i * p.sx0;
+  for (int64_t j = 0; j < len; ++j) {
+    if (row[j] < T(0)) {
+      row[j] = static_cast<T>(pair_slow_dist<T>(MAN, xi, p.sx1, p.yp + (j0 + j) * p.sy0, p.sy1,
+                                                p.D, p.c64, p.ax[i], p.ay[j0 + j]));
+    }
+  }
+  return n_bad;
+}
+
+template <typename F>
+void dispatch_manifold(int64_t man, F&& f) {
+  if (man == kLorentz) {
+    f(std::integral_constant<int64_t, kLorentz>{});
+  } else if (man == kPoincare) {
+    f(std::integral_constant<int64_t, kPoincare>{});
+  } else {
+    f(std::integral_constant<int64_t, kEuclidean>{});
+  }
+}
+
+// Thread-local buffers of one worker.
+template <typename T>
+struct TileBufs {
+  at::Tensor d, f, aux, ga, gb;  // (bm*bn), (bm*bn), (bm*bn), (bm*D), (bn*D)
+  std::vector<uint8_t> bad;
+  TileBufs(int64_t bm, int64_t bn, int64_t D, bool grad, const at::TensorOptions& o) {
+    d = at::empty({bm * bn}, o);
+    aux = at::empty({bm * bn}, o);
+    if (grad) {
+      f = at::empty({bm * bn}, o);
+      ga = at::empty({bm * D}, o);
+      gb = at::empty({bn * D}, o);
+      bad.resize(static_cast<size_t>(bm * bn));
+    }
+  }
+};
+
+// Distances of the tile rows [i0, i0+ib) x columns [j0, j0+jb) into bufs.d
+// (row-major, leading dimension jb), with factors and mask when grad.
+template <int64_t MAN, typename T>
+int64_t distance_tile(const Problem<T>& p, TileBufs<T>& b, int64_t i0, int64_t ib, int64_t j0,
+                      int64_t jb, bool grad) {
+  auto dv = b.d.narrow(0, 0, ib * jb).view({ib, jb});
+  at::mm_out(dv, p.xmat.narrow(0, i0, ib), p.ymat.narrow(0, j0, jb).t());
+  T* d = b.d.template data_ptr<T>();
+  T* f = grad ? b.f.template data_ptr<T>() : nullptr;
+  uint8_t* bad = grad ? b.bad.data() : nullptr;
+  int64_t n_bad = 0;
+  for (int64_t ii = 0; ii < ib; ++ii) {
+    n_bad += epilogue_row<MAN, T>(p, i0 + ii, j0, jb, d + ii * jb, f ? f + ii * jb : nullptr,
+                                  bad ? bad + ii * jb : nullptr);
+  }
+  return n_bad;
+}
+
+// Gradient of sum_ij G_ij d_ij over one tile, given u = G * f in bufs.aux
+// (G: bufs.aux on entry, overwritten) and the mask of slow pairs. Adds to the
+// rows gx (ld ldx, point columns: the space part for Lorentz starts at column
+// off) and gy. Fast pairs: two GEMMs plus row/column sums (the formulas of
+// csrc/include/hyperbolic_math.h, pair_fast); slow pairs: pair_slow_grad in
+// double. G must be zero where it should not contribute.
+template <int64_t MAN, typename T>
+void tile_grad(const Problem<T>& p, TileBufs<T>& b, int64_t i0, int64_t ib, int64_t j0,
+               int64_t jb, int64_t n_bad, T* gx, int64_t ldx, T* gy, int64_t ldy, int64_t off) {
+  T* G = b.aux.template data_ptr<T>();
+  const T* f = b.f.template data_ptr<T>();
+  const uint8_t* bad = b.bad.data();
+  const int64_t D = p.D;
+  // Slow pairs first (they read G before it becomes u).
+  if (n_bad > 0) {
+    for (int64_t ii = 0; ii < ib; ++ii) {
+      const int64_t i = i0 + ii;
+      for (int64_t jj = 0; jj < jb; ++jj) {
+        if (!bad[ii * jb + jj]) continue;
+        const T gij = G[ii * jb + jj];
+        if (gij == T(0)) continue;
+        const int64_t j = j0 + jj;
+        const T* xi = p.xp + i * p.sx0;
+        const T* yj = p.yp + j * p.sy0;
+        const SlowGrad s =
+            pair_slow_grad<T>(MAN, xi, p.sx1, yj, p.sy1, D, p.c64, p.ax[i], p.ay[j]);
+        const double g = static_cast<double>(gij);
+        T* gxi = gx + i * ldx + off;
+        T* gyj = gy + j * ldy + off;
+        for (int64_t k = 0; k < D; ++k) {
+          const double xk = static_cast<double>(xi[k * p.sx1]);
+          const double yk = static_cast<double>(yj[k * p.sy1]);
+          gxi[k] += static_cast<T>(g * (s.A * (xk - yk) + s.Bx * xk));
+          gyj[k] += static_cast<T>(g * (-s.A * (xk - yk) + s.By * yk));
+        }
+      }
+    }
+  }
+  // u = G * f (f is 0 on slow pairs); row and column sums.
+  std::vector<T> rs(ib, T(0)), ru(ib, T(0)), cs(jb, T(0)), cu(jb, T(0));
+  for (int64_t ii = 0; ii < ib; ++ii) {
+    T* u = G + ii * jb;
+    const T* fr = f + ii * jb;
+    const T* qj = p.q0 + j0;
+    const T pi = p.r0[i0 + ii];
+    T s = 0, s1 = 0;
+    for (int64_t jj = 0; jj < jb; ++jj) {
+      const T v = u[jj] * fr[jj];
+      u[jj] = v;
+      s += v;
+      s1 += v * qj[jj];
+      cs[jj] += v;
+      cu[jj] += v * pi;
+    }
+    rs[ii] = s;
+    ru[ii] = s1;
+  }
+  auto U = b.aux.narrow(0, 0, ib * jb).view({ib, jb});
+  auto A = b.ga.narrow(0, 0, ib * D).view({ib, D});
+  auto B = b.gb.narrow(0, 0, jb * D).view({jb, D});
+  at::mm_out(A, U, p.ymat.narrow(0, j0, jb));      // sum_j u_ij y_j
+  at::mm_out(B, U.t(), p.xmat.narrow(0, i0, ib));  // sum_i u_ij x_i
+  const T* Ap = A.template data_ptr<T>();
+  const T* Bp = B.template data_ptr<T>();
+  auto assemble = [&](int64_t cnt, int64_t base, const T* P, int64_t s0, int64_t s1,
+                      const T* pr0, const T* pr1, const std::vector<T>& sum,
+                      const std::vector<T>& sum1, const T* acc, T* g, int64_t ld) {
+    for (int64_t a = 0; a < cnt; ++a) {
+      const int64_t idx = base + a;
+      const T* pt = P + idx * s0;
+      const T* ac = acc + a * D;
+      T* ga = g + idx * ld + off;
+      T coef;
+      if constexpr (MAN == kLorentz) {
+        coef = sum1[a] / pr0[idx];  // (sum_j u y0_j) / x0
+      } else if constexpr (MAN == kPoincare) {
+        T dot = 0;
+        for (int64_t k = 0; k < D; ++k) dot += pt[k * s1] * ac[k];
+        // x2 * rs + sum_j u y2_j - 2 x.(u y), over 1 - c|x|^2
+        coef = sum[a] + p.c * (pr0[idx] * sum[a] + sum1[a] - T(2) * dot) / pr1[idx];
+      } else {
+        coef = sum[a];
+      }
+      for (int64_t k = 0; k < D; ++k) ga[k] += pt[k * s1] * coef - ac[k];
+    }
+  };
+  assemble(ib, i0, p.xp, p.sx0, p.sx1, p.r0, p.r1, rs, ru, Ap, gx, ldx);
+  assemble(jb, j0, p.yp, p.sy0, p.sy1, p.q0, p.q1, cs, cu, Bp, gy, ldy);
+}
+
+// Static partition of nblocks row blocks into at most one chunk per thread
+// (a fixed merge order makes the results deterministic for a thread count).
+inline int64_t n_chunks(int64_t nblocks) {
+  const int64_t t = std::max<int64_t>(1, at::get_num_threads());
+  return std::max<int64_t>(1, std::min(nblocks, t));
+}
+
+inline std::pair<int64_t, int64_t> chunk_range(int64_t chunk, int64_t nchunks, int64_t nblocks) {
+  return {chunk * nblocks / nchunks, (chunk + 1) * nblocks / nchunks};
+}
+
+}  // namespace cpu
+}  // namespace hypervldd
