@@ -222,6 +222,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     unknown = sorted(set(methods) - set(available_methods()))
     if unknown:
         raise CliError(f"unknown methods {unknown}; available: {available_methods()}")
+    method_configs = _method_configs(args.method_configs, methods)
     feats = _features(args)
     extras, dataset, encoders = _extras(args)
     result = compare(
@@ -236,7 +237,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         extras=extras,
         dataset=dataset,
         encoders=encoders,
-        method_configs=_method_configs(args.method_configs, methods),
+        method_configs=method_configs,
         reference_cache=not args.no_reference_cache,
         log=_progress_log(args),
     )

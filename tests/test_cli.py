@@ -30,3 +30,24 @@ def test_console_entry_point_runs_without_traceback() -> None:
     assert out.returncode == 2
     assert "usage: hypervldd" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("configs", "message"),
+    [
+        ('{"covmatch": {}}', "not among ['random']"),
+        ('{"random": 3}', "must be a JSON object"),
+    ],
+)
+def test_method_configs_are_checked_before_any_work(
+    configs: str, message: str, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    import hypervldd.cli as cli
+
+    def no_features(args):  # the check must come before features are prepared
+        raise AssertionError("features prepared before --method-configs was checked")
+
+    monkeypatch.setattr(cli, "_features", no_features)
+    code = main(["compare", "--methods", "random", "--method-configs", configs])
+    assert code == 1
+    assert message in capsys.readouterr().err
