@@ -63,6 +63,28 @@ def measure(fn: Callable[[], object], reps: int = 3) -> tuple[float, float]:
     return statistics.median(times), mem.extra_mb
 
 
+def measure_interleaved(
+    fns: dict, reps: int | dict, sample_memory: bool = True
+) -> dict[str, tuple[float, float, object]]:
+    """{name: (median seconds, peak extra RSS MB, result)} with the timed repetitions
+    interleaved round-robin over the methods, so that a change of machine load (other jobs
+    share these cores) hits every method alike. One warm-up call each first."""
+    reps = reps if isinstance(reps, dict) else dict.fromkeys(fns, reps)
+    out, times = {}, {k: [] for k in fns}
+    for name, fn in fns.items():
+        fn()
+        with PeakRSS() as mem:
+            res = fn()
+        out[name] = (mem.extra_mb, res)
+    for r in range(max(reps.values())):
+        for name, fn in fns.items():
+            if r < reps[name]:
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {k: (statistics.median(times[k]), out[k][0], out[k][1]) for k in fns}
+
+
 def max_rel_err(got: torch.Tensor, truth: torch.Tensor) -> float:
     got, truth = got.double(), truth.double()
     pos = truth > 0

@@ -18,38 +18,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import bar_plot, environment, write_csv  # noqa: E402
+from _common import bar_plot, environment, measure_interleaved, write_csv  # noqa: E402
 
 import hypervldd.kernels as K  # noqa: E402
 from hypervldd.kernels import reference as R  # noqa: E402
 from hypervldd.manifolds import lorentz_math as L  # noqa: E402
-
-
-def measure_interleaved(
-    fns: dict, reps: int | dict, sample_memory: bool = True
-) -> dict[str, tuple[float, float, object]]:
-    """{name: (median seconds, peak extra RSS MB, result)} with the timed repetitions
-    interleaved round-robin over the methods, so that a change of machine load (other jobs
-    share these cores) hits every method alike. One warm-up call each first."""
-    import statistics
-    import time
-
-    from _common import PeakRSS
-
-    reps = reps if isinstance(reps, dict) else dict.fromkeys(fns, reps)
-    out, times = {}, {k: [] for k in fns}
-    for name, fn in fns.items():
-        fn()
-        with PeakRSS() as mem:
-            res = fn()
-        out[name] = (mem.extra_mb, res)
-    for r in range(max(reps.values())):
-        for name, fn in fns.items():
-            if r < reps[name]:
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-    return {k: (statistics.median(times[k]), out[k][0], out[k][1]) for k in fns}
 
 
 def materialised(x, y, v, tau=0.1, t=0.05):  # noqa: ANN001, ANN201
