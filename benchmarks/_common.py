@@ -63,9 +63,7 @@ def measure(fn: Callable[[], object], reps: int = 3) -> tuple[float, float]:
     return statistics.median(times), mem.extra_mb
 
 
-def measure_interleaved(
-    fns: dict, reps: int | dict, sample_memory: bool = True
-) -> dict[str, tuple[float, float, object]]:
+def measure_interleaved(fns: dict, reps: int | dict) -> dict[str, tuple[float, float, object]]:
     """{name: (median seconds, peak extra RSS MB, result)} with the timed repetitions
     interleaved round-robin over the methods, so that a change of machine load (other jobs
     share these cores) hits every method alike. One warm-up call each first."""
