@@ -379,7 +379,8 @@ def compare(
     ``method_configs`` maps a method to its config overrides; ``log`` (e.g.
     ``print``) receives a line per finished row.
     Writes ``results.md``, ``results.json`` and ``recall_vs_budget.png`` to
-    ``out_dir`` when given.
+    ``out_dir`` when given; the two tables are rewritten (atomically) after every
+    finished row, so a run that fails or is stopped part-way keeps what it measured.
 
     ``extras`` (an :class:`~hypervldd.eval.protocol.EvalExtras`) adds evaluation beyond
     recall to every row (a second table; ``"extras"`` in the JSON rows): robustness needs
@@ -402,6 +403,22 @@ def compare(
     if extras is not None and not extras.any:
         extras = None
     run_extras = _extras_runner(extras, features, protocol, dataset, encoders, log)
+    meta = {}
+    md = getattr(train, "metadata", None)
+    if isinstance(md, dict):
+        meta = {k: md[k] for k in ("dataset", "split", "fingerprint") if k in md}
+    from .distributed import is_main_process
+
+    def result_so_far() -> CompareResult:
+        result = CompareResult(list(rows), protocol.to_dict(), selection, meta)
+        if extras is not None:
+            result.extras_config = extras.to_dict()
+        return result
+
+    def row_done() -> None:
+        if out_dir is not None and is_main_process():  # rank 0 writes under torchrun
+            _write_compare(result_so_far(), Path(out_dir), plot=False)
+
     if references:
         t0 = time.perf_counter()
         res, cached = _full_data_result(train, test, protocol, val, reference_cache, cache_dir)
@@ -413,6 +430,7 @@ def compare(
         if log:
             how = "cached result of an identical run" if cached else "evaluated"
             log(f"full data: mean recall {mean['mean']:.1f} ({how}, {seconds:.0f} s)")
+        row_done()
     for budget in budgets:
         for method in methods:
             t0 = time.perf_counter()
@@ -441,16 +459,9 @@ def compare(
                     f"{method} @ {budget}: mean recall {mean['mean']:.1f} "
                     f"(distil {t1 - t0:.0f} s, evaluate {time.perf_counter() - t1:.0f} s)"
                 )
-    meta = {}
-    md = getattr(train, "metadata", None)
-    if isinstance(md, dict):
-        meta = {k: md[k] for k in ("dataset", "split", "fingerprint") if k in md}
-    result = CompareResult(rows, protocol.to_dict(), selection, meta)
-    if extras is not None:
-        result.extras_config = extras.to_dict()
-    from .distributed import is_main_process
-
-    if out_dir is not None and is_main_process():  # rank 0 writes under torchrun
+            row_done()
+    result = result_so_far()
+    if out_dir is not None and is_main_process():
         _write_compare(result, Path(out_dir))
     return result
 
@@ -527,12 +538,14 @@ def _extras_runner(
     return run
 
 
-def _write_compare(result: CompareResult, out: Path) -> None:
+def _write_compare(result: CompareResult, out: Path, *, plot: bool = True) -> None:
     from .data._io import atomic_path, atomic_write_bytes
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "results.md", (result.markdown() + "\n").encode())
     atomic_write_bytes(out / "results.json", (result.to_json() + "\n").encode())
+    if not plot:
+        return
     try:
         import matplotlib
 

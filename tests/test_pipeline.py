@@ -46,3 +46,36 @@ def test_caption_table_and_karpathy_json_load_with_their_image_folder(tmp_path: 
         _load_dataset(str(kj), None, False, None)
     with pytest.raises(PipelineError, match="dataset must be one of"):
         _load_dataset(str(tmp_path / "nothing.txt"), None, False, None)
+
+
+def test_compare_keeps_the_rows_it_finished_when_a_later_method_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hypervldd import pipeline
+    from hypervldd.eval import EvalProtocol
+    from tests._synth import clustered_features
+
+    train, _ = clustered_features(n_img=40, caps=2, seed=0)
+    test, _ = clustered_features(n_img=20, caps=2, seed=1)
+    real = pipeline.distill
+
+    def failing(tr, method, *a, **k):
+        if method == "herding":
+            raise FloatingPointError("loss became nan")
+        return real(tr, method, *a, **k)
+
+    monkeypatch.setattr(pipeline, "distill", failing)
+    proto = EvalProtocol(epochs=2, seeds=(0,), batch_size=32)
+    with pytest.raises(FloatingPointError):
+        pipeline.compare(
+            {"train": train, "test": test},
+            ["random", "herding"],
+            [10],
+            protocol=proto,
+            out_dir=tmp_path,
+            cache_dir=tmp_path / "cache",
+        )
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(r["method"], r["budget"]) for r in rows] == [("full data", None), ("random", 10)]
+    assert 0.0 <= rows[1]["mean"]["mean"] <= 100.0
+    assert "| random | 10 |" in (tmp_path / "results.md").read_text()
