@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..eval.protocol import EvalProtocol, StudentConfig
-from ..eval.student import Student, batch_targets, make_optimizer, symmetric_infonce
+from ..eval.student import Student, _param_groups, _train_epochs, symmetric_infonce
 from .artifact import SyntheticSet
 from .base import Distiller, RealData, register
 
@@ -169,33 +169,38 @@ def _train_on_real(
     gen: torch.Generator,
     on_batch: Any = None,
 ) -> Student:
+    """A student trained on all real pairs (the protocol's loop at a constant rate).
+
+    ``on_batch(idx, logits)`` sees each mini-batch's pair indices and detached logits.
+    """
     proto = EvalProtocol(
         student=cfg.student, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, lr_decay_epochs=()
     )
     student = Student(
         data.pair_image.shape[1], data.pair_text.shape[1], cfg.student, gen, proto.trainable
     )
-    params = [{"params": [p for p in student.parameters() if p.requires_grad]}]
-    opt = make_optimizer(params, proto)
-    n, bs = data.num_pairs, min(int(cfg.batch_size), data.num_pairs)
-    for epoch in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, bs):
-            idx = perm[i : i + bs]
-            if idx.shape[0] < 2:
-                continue
-            img = student.encode_image(data.pair_image[idx])
-            txt = student.encode_text(data.pair_text[idx])
-            logits = student.logits(img, txt)
-            targets = batch_targets(idx, similarity=None, group=data.pair_group)
-            loss = symmetric_infonce(logits, targets)
-            if not bool(torch.isfinite(loss)):
-                raise FloatingPointError(f"student loss became NaN/inf at epoch {epoch + 1}")
-            if on_batch is not None:
-                on_batch(idx, logits.detach(), epoch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+
+    def batch_loss(idx: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        img = student.encode_image(data.pair_image[idx])
+        txt = student.encode_text(data.pair_text[idx])
+        logits = student.logits(img, txt)
+        if on_batch is not None:
+            on_batch(idx, logits.detach())
+        return symmetric_infonce(logits, targets)
+
+    _train_epochs(
+        student,
+        _param_groups(student, proto, None, None),
+        data.num_pairs,
+        proto,
+        gen,
+        batch_loss,
+        similarity=None,
+        group=data.pair_group,
+        on_epoch=None,
+        what="warm-up student",
+        hint="lower the coreset config's lr",
+    )
     return student
 
 
@@ -326,7 +331,7 @@ class Forgetting(Distiller):
         events = torch.zeros(n, dtype=torch.int64)
         group = data.pair_group
 
-        def on_batch(idx: torch.Tensor, logits: torch.Tensor, epoch: int) -> None:
+        def on_batch(idx: torch.Tensor, logits: torch.Tensor) -> None:
             g = group[idx]
             same = g[:, None] == g[None, :]
             i2t = same[torch.arange(len(idx)), logits.argmax(1)]
