@@ -746,6 +746,17 @@ def compare_pixels(
         pixel_split(ds, features["val"], image_size) if protocol.selection == "validation" else None
     )
     rows: list[CompareRow] = []
+    meta: dict[str, Any] = {"representation": "pixels", "image_size": int(image_size)}
+    md = getattr(train, "metadata", None)
+    if isinstance(md, dict):
+        meta.update({k: md[k] for k in ("dataset", "split", "fingerprint") if k in md})
+    selection = str(protocol.selection_label)
+
+    def row_done() -> None:  # as in compare: a stopped run keeps its finished rows
+        if out_dir is not None:
+            result = CompareResult(list(rows), protocol.to_dict(), selection, meta)
+            _write_compare(result, Path(out_dir), plot=False)
+
     if references:
         t0 = time.perf_counter()
         res = evaluate_set(px["train"], px["test"], protocol, val=val)
@@ -753,6 +764,7 @@ def compare_pixels(
         rows.append(CompareRow("full data", None, None, mean, std, 0.0, time.perf_counter() - t0))
         if log:
             log(f"full data (pixels): mean recall {mean['mean']:.1f}")
+        row_done()
     for budget in budgets:
         for method in methods:
             t0 = time.perf_counter()
@@ -782,11 +794,7 @@ def compare_pixels(
             )
             if log:
                 log(f"{method} @ {budget} (pixels): mean recall {mean['mean']:.1f}")
-    meta: dict[str, Any] = {"representation": "pixels", "image_size": int(image_size)}
-    md = getattr(train, "metadata", None)
-    if isinstance(md, dict):
-        meta.update({k: md[k] for k in ("dataset", "split", "fingerprint") if k in md})
-    selection = str(protocol.selection_label)
+            row_done()
     result = CompareResult(rows, protocol.to_dict(), selection, meta)
     if out_dir is not None:
         _write_compare(result, Path(out_dir))
