@@ -57,14 +57,6 @@ void lse_update(const T* row, int64_t len, T& mx, T& sum, T* prob, T* rescale) {
   if (rescale != nullptr) *rescale = alpha;
 }
 
-void check_streaming_args(const at::Tensor& x, const at::Tensor& y, const at::Tensor& c,
-                          const at::Tensor& tau, const at::Tensor& pos, int64_t man) {
-  check_pairwise_args(x, y, c, man);
-  TORCH_CHECK(tau.numel() == 1, "tau must hold one value");
-  TORCH_CHECK(pos.dim() == 1 && pos.size(0) == x.size(0) && pos.scalar_type() == at::kLong,
-              "positives must be an int64 tensor of shape (N,)");
-}
-
 // ------------------------------------------------------------------ contrastive
 
 template <int64_t MAN, typename T>
@@ -379,8 +371,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> row_stats_cpu(
     int64_t tile) {
   at::NoGradGuard no_grad;
   check_streaming_args(x, y, c_t, tau_t, positives, man);
-  TORCH_CHECK(values.dim() == 2 && values.size(0) == y.size(0),
-              "values must have shape (M, K)");
+  check_row_values(values, y);
   const double c = c_t.item<double>(), tau = tau_t.item<double>();
   const int64_t n = x.size(0), m = y.size(0), K = values.size(1);
   const bool want_rank = rank_t > 0;

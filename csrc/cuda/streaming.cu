@@ -412,7 +412,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_loss_cuda(
     const at::Tensor& x, const at::Tensor& y, const at::Tensor& c_t, const at::Tensor& tau_t,
     const at::Tensor& positives, int64_t man, int64_t tile) {
   at::NoGradGuard no_grad;
-  check_pairwise_args(x, y, c_t, man);
+  check_streaming_args(x, y, c_t, tau_t, positives, man);
   const c10::cuda::CUDAGuard guard(x.device());
   const double c = c_t.item<double>(), tau = tau_t.item<double>();
   TORCH_CHECK(c > 0 && tau > 0, "c and tau must be positive");
@@ -452,7 +452,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_loss_back
     const at::Tensor& tau_t, const at::Tensor& positives, const at::Tensor& row_t,
     const at::Tensor& col_t, int64_t man, int64_t tile) {
   at::NoGradGuard no_grad;
-  check_pairwise_args(x, y, c_t, man);
+  check_streaming_args(x, y, c_t, tau_t, positives, man);
   const c10::cuda::CUDAGuard guard(x.device());
   const double c = c_t.item<double>(), tau = tau_t.item<double>();
   const int64_t n = x.size(0), m = y.size(0);
@@ -494,7 +494,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> row_stats_cuda(
     const at::Tensor& values, const at::Tensor& positives, double rank_t, int64_t man,
     int64_t tile) {
   at::NoGradGuard no_grad;
-  check_pairwise_args(x, y, c_t, man);
+  check_streaming_args(x, y, c_t, tau_t, positives, man);
+  check_row_values(values, y);
   const c10::cuda::CUDAGuard guard(x.device());
   const double c = c_t.item<double>(), tau = tau_t.item<double>();
   const int64_t n = x.size(0), m = y.size(0), K = values.size(1);
@@ -545,7 +546,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> row_stats
     const at::Tensor& values, const at::Tensor& positives, const at::Tensor& lse_t,
     const at::Tensor& w_t, const at::Tensor& spos_t, double rank_t, int64_t man, int64_t tile) {
   at::NoGradGuard no_grad;
-  check_pairwise_args(x, y, c_t, man);
+  check_streaming_args(x, y, c_t, tau_t, positives, man);
   const c10::cuda::CUDAGuard guard(x.device());
   const double c = c_t.item<double>(), tau = tau_t.item<double>();
   const int64_t n = x.size(0), m = y.size(0), K = values.size(1);

@@ -31,6 +31,21 @@ inline void check_pairwise_args(const at::Tensor& x, const at::Tensor& y, const 
   TORCH_CHECK(man != kLorentz || x.size(1) >= 2, "Lorentz points need time + space columns");
 }
 
+// The streaming ops (contrastive loss, row statistics) take, on top of the pairwise
+// arguments, a temperature and the positive column of every row.
+inline void check_streaming_args(const at::Tensor& x, const at::Tensor& y, const at::Tensor& c,
+                                 const at::Tensor& tau, const at::Tensor& pos, int64_t man) {
+  check_pairwise_args(x, y, c, man);
+  TORCH_CHECK(tau.numel() == 1, "tau must hold one value");
+  TORCH_CHECK(pos.dim() == 1 && pos.size(0) == x.size(0) && pos.scalar_type() == at::kLong,
+              "positives must be an int64 tensor of shape (N,)");
+}
+
+// The values row_stats averages: one row per column of the distance matrix.
+inline void check_row_values(const at::Tensor& values, const at::Tensor& y) {
+  TORCH_CHECK(values.dim() == 2 && values.size(0) == y.size(0), "values must have shape (M, K)");
+}
+
 inline RowData row_data(const at::Tensor& x, double c, int64_t man) {
   RowData r;
   if (man == kLorentz) {
