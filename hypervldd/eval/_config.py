@@ -55,7 +55,12 @@ def config_from_json(cls: type[T], text: str) -> T:
 
 
 def config_from_dict(cls: type[T], data: Any, *, where: str | None = None) -> T:
-    """Build ``cls`` from ``data``; unknown keys raise a ``ValueError`` naming them."""
+    """Build ``cls`` from ``data``; unknown keys raise a ``ValueError`` naming them.
+
+    Keys absent from ``data`` keep their defaults; a nested config given as a dict
+    is applied over that field's default, so ``{"engine": {"iterations": 100}}`` changes
+    the iterations of the class's own engine default and nothing else.
+    """
     where = where or cls.__name__
     if not isinstance(data, dict):
         raise TypeError(f"{where} must be a JSON object (dict), got {type(data).__name__}")
@@ -66,8 +71,30 @@ def config_from_dict(cls: type[T], data: Any, *, where: str | None = None) -> T:
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
+        base = _default(fields[name])
+        if isinstance(value, dict) and dataclasses.is_dataclass(base):
+            # A partial nested config overrides the field's own default (e.g. a method's
+            # engine with its iterations and optimiser), not the nested class's defaults.
+            value = _merged(config_to_dict(base), value)
         kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
     return cls(**kwargs)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """The default value of a dataclass field (``None`` when it has none)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` applied, nested dicts merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
