@@ -178,9 +178,13 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from .pipeline import distill
+    from .pipeline import distill, wants_validation
 
-    feats = _features(args, ("train",))
+    try:
+        validated = wants_validation(args.method, args.config)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CliError(f"--method/--config: {err}") from err
+    feats = _features(args, ("train", "val") if validated else ("train",))
     syn = distill(
         feats["train"],
         args.method,
@@ -191,6 +195,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
         progress=not args.no_progress,
+        val=feats.get("val"),
+        protocol=_protocol(args),
     )
     if _is_main():
         print(
@@ -357,6 +363,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="artifact path (.safetensors)")
     p.add_argument("--checkpoint-dir", default=None)
     p.add_argument("--resume", action="store_true", help="resume from --checkpoint-dir")
+    _protocol_args(p)  # the students that validate (engine.validate_every, keep_best)
     p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser("evaluate", help="train students on a synthetic set and report recall")

@@ -27,6 +27,8 @@ __all__ = [
     "build_encoders",
     "prepare",
     "distill",
+    "validation_scorer",
+    "wants_validation",
     "evaluate_set",
     "compare",
     "CompareRow",
@@ -147,6 +149,39 @@ def _fit_kwargs(distiller: Any, **candidates: Any) -> dict[str, Any]:
     return {k: v for k, v in candidates.items() if k in params and v is not None}
 
 
+def validation_scorer(val: Any, protocol: Any = None, *, seeds: int = 1) -> Any:
+    """``score(synthetic_set, step) -> metrics``: recall on the validation split.
+
+    Trains the protocol's student with its first ``seeds`` seeds (final epoch) on the
+    set and returns the mean metrics (``"mean"`` is the mean recall, in %) on ``val``.
+    This is the ``validate`` callback of the gradient methods' engine
+    (``engine.validate_every``, ``engine.keep_best``); the test split is never read.
+    """
+    from .eval import EvalProtocol, evaluate
+
+    protocol = protocol or EvalProtocol()
+    if int(seeds) < 1:
+        raise PipelineError(f"seeds must be >= 1, got {seeds}")
+    proto = protocol.replace(seeds=tuple(protocol.seeds[: int(seeds)]), selection="final")
+
+    def score(synthetic: Any, step: int) -> dict[str, float]:
+        return dict(evaluate(synthetic, val, proto).mean)
+
+    return score
+
+
+def _engine(distiller: Any) -> Any:
+    return getattr(getattr(distiller, "config", None), "engine", None)
+
+
+def wants_validation(method: str, config: dict[str, Any] | None = None) -> bool:
+    """Whether ``method`` with ``config`` validates during distillation (needs a val split)."""
+    from .distill import get_distiller
+
+    eng = _engine(get_distiller(method, dict(config or {})))
+    return eng is not None and int(getattr(eng, "validate_every", 0)) > 0
+
+
 def distill(
     real: Any,
     method: str,
@@ -158,8 +193,14 @@ def distill(
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = False,
+    val: Any = None,
+    protocol: Any = None,
 ) -> Any:
     """Distil ``real`` features into ``budget`` pairs with ``method``; save to ``out`` if given.
+
+    A gradient method whose config sets ``engine.validate_every`` is validated on ``val``
+    (validation features) with one student of ``protocol`` (:func:`validation_scorer`);
+    with ``engine.keep_best`` the validation-best set is returned, and ``val`` is required.
 
     Under ``torch.distributed`` (e.g. ``torchrun``) every rank calls this with the same
     arguments; the gradient-based methods share the work, every rank returns the same set,
@@ -169,8 +210,22 @@ def distill(
     from .distributed import is_main_process
 
     distiller = get_distiller(method, dict(config or {}))
+    eng = _engine(distiller)
+    validate = None
+    if eng is not None and int(getattr(eng, "validate_every", 0)) > 0:
+        if val is not None:
+            validate = validation_scorer(val, protocol)
+        elif getattr(eng, "keep_best", False):
+            raise PipelineError(
+                f"{method}: engine.keep_best selects the set on the validation split; "
+                "give its features (val=...; the command line loads the dataset's 'val' split)"
+            )
     kwargs = _fit_kwargs(
-        distiller, checkpoint_dir=checkpoint_dir, resume=resume or None, progress=progress
+        distiller,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume or None,
+        progress=progress,
+        validate=validate,
     )
     synthetic = distiller.fit(real, budget, seed, **kwargs)
     if out is not None and is_main_process():
@@ -436,7 +491,14 @@ def compare(
             t0 = time.perf_counter()
             cfg = _with_protocol_student(method, (method_configs or {}).get(method), protocol)
             synthetic = distill(
-                train, method, int(budget), seed=seed, config=cfg, progress=progress
+                train,
+                method,
+                int(budget),
+                seed=seed,
+                config=cfg,
+                progress=progress,
+                val=val,
+                protocol=protocol,
             )
             t1 = time.perf_counter()
             res = evaluate_set(synthetic, test, protocol, val=val)

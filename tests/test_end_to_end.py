@@ -41,9 +41,12 @@ def test_cli_pipeline_end_to_end(
         == 0
     )
     b = tmp_path / "covmatch.safetensors"
-    cfg = '{"engine": {"iterations": 6, "checkpoint_every": 3}, "student": {"width": 32}}'
+    # Validated every 3 steps on the val split; the validation-best set is returned.
+    eng = '"iterations": 6, "checkpoint_every": 3, "validate_every": 3, "keep_best": true'
+    cfg = '{"engine": {' + eng + '}, "student": {"width": 32}}'
     ck = tmp_path / "ck"
     argv = ["distill", *DATA, *cache, "--method", "covmatch", "--budget", "6", "--config", cfg]
+    argv += ["--protocol", PROTOCOL, "--seeds", "1"]
     assert main([*argv, "--checkpoint-dir", str(ck), "--out", str(b)]) == 0
     assert a.is_file() and b.is_file()
 
@@ -52,6 +55,14 @@ def test_cli_pipeline_end_to_end(
     assert main([*argv, "--checkpoint-dir", str(ck), "--resume", "--out", str(b2)]) == 0
     assert b.read_bytes() == b2.read_bytes()
     capsys.readouterr()
+    from hypervldd.distill import SyntheticSet
+
+    made = SyntheticSet.load(b)
+    checks = [h for h in made.history if "validation" in h]
+    assert [h["step"] for h in checks] == [0, 3, 6]
+    best = max(checks, key=lambda h: h["validation"]["mean"])  # max keeps the earliest tie
+    assert made.config["selected"]["step"] == best["step"]
+    assert made.config["selected"]["value"] == best["validation"]["mean"]
 
     ev = ["evaluate", *DATA, *cache, "--protocol", PROTOCOL, "--seeds", "1"]
     assert main([*ev, "--artifact", str(a)]) == 0

@@ -79,3 +79,32 @@ def test_compare_keeps_the_rows_it_finished_when_a_later_method_fails(
     assert [(r["method"], r["budget"]) for r in rows] == [("full data", None), ("random", 10)]
     assert 0.0 <= rows[1]["mean"]["mean"] <= 100.0
     assert "| random | 10 |" in (tmp_path / "results.md").read_text()
+
+
+def test_distill_selects_on_the_validation_split_and_needs_it() -> None:
+    from hypervldd import pipeline
+    from hypervldd.eval import EvalProtocol, StudentConfig, evaluate
+    from tests._synth import clustered_features
+
+    train, _ = clustered_features(n_img=40, caps=2, seed=0)
+    val, _ = clustered_features(n_img=20, caps=2, seed=2)
+    proto = EvalProtocol(epochs=2, seeds=(3, 4), batch_size=32, student=StudentConfig(width=16))
+    cfg = {
+        "student": {"width": 16},
+        "engine": {"iterations": 4, "validate_every": 2, "keep_best": True},
+    }
+    assert pipeline.wants_validation("covmatch", cfg)
+    assert not pipeline.wants_validation("covmatch") and not pipeline.wants_validation("herding")
+    with pytest.raises(PipelineError, match="validation split"):
+        pipeline.distill(train, "covmatch", 8, config=cfg, protocol=proto)
+
+    syn = pipeline.distill(train, "covmatch", 8, config=cfg, val=val, protocol=proto)
+    checks = {h["step"]: h["validation"] for h in syn.history if "validation" in h}
+    assert sorted(checks) == [0, 2, 4]
+    chosen = syn.config["selected"]
+    assert chosen["value"] == max(c["mean"] for c in checks.values())
+    # The score is the protocol's first student seed on the validation features.
+    one = EvalProtocol(epochs=2, seeds=(3,), batch_size=32, student=StudentConfig(width=16))
+    assert evaluate(syn, val, one).mean["mean"] == pytest.approx(chosen["value"], abs=1e-9)
+    with pytest.raises(PipelineError, match="seeds"):
+        pipeline.validation_scorer(val, proto, seeds=0)

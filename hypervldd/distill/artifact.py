@@ -43,9 +43,9 @@ _REQUIRED = {
     "versions": dict,
     "image_kind": str,
     "history": list,
-    "tensors": dict,
-    "checksum": dict,
 }
+#: Fields the container adds on save (checked by :meth:`SyntheticSet.load`).
+_CONTAINER = {"tensors": dict, "checksum": dict}
 
 
 @dataclass(frozen=True)
@@ -242,6 +242,21 @@ class SyntheticSet:
     def load(cls, path: str | os.PathLike) -> SyntheticSet:
         """Read and verify an artifact; raises :class:`ArtifactError` if it is not valid."""
         tensors, m = read_container(path, expect_format=ARTIFACT_FORMAT)
+        for key, typ in _CONTAINER.items():
+            if not isinstance(m.get(key), typ):
+                raise ArtifactError(f"{path}: manifest field {key!r} missing or not {typ.__name__}")
+        return cls.from_parts(tensors, m, where=str(path))
+
+    @classmethod
+    def from_parts(
+        cls, tensors: dict[str, torch.Tensor], m: dict[str, Any], *, where: str = "artifact"
+    ) -> SyntheticSet:
+        """Rebuild from the tensors and the manifest of :meth:`save`, checking both.
+
+        ``where`` names the source in errors (a path, or the checkpoint that embeds
+        the set). Raises :class:`ArtifactError` if the parts do not form a valid set.
+        """
+        path = where
         for key, typ in _REQUIRED.items():
             if not isinstance(m.get(key), typ):
                 raise ArtifactError(f"{path}: manifest field {key!r} missing or not {typ.__name__}")

@@ -8,7 +8,9 @@ state such as an online student (:meth:`_setup`, :meth:`_aux_modules`,
 * initialisation from real pairs: ``"random"`` (distinct images) or
   ``"kmeans"`` (the real pair nearest to each k-means centroid);
 * the synthetic-data optimiser (per-modality learning rates);
-* a tqdm progress bar, periodic validation through a callback;
+* a tqdm progress bar, periodic validation through a callback, and with
+  ``keep_best`` the return of the validation-best set (the initialisation and the
+  final step are candidates too) instead of the last one;
 * checkpoints every ``checkpoint_every`` steps (safetensors + JSON, atomic,
   never pickled) holding the synthetic tensors, every optimiser state, the
   auxiliary modules, the RNG states, the step and the history, so that a resumed
@@ -88,6 +90,13 @@ class EngineConfig:
         checkpoint_every: steps between checkpoints (0: never).
         keep_checkpoints: how many recent checkpoints to keep.
         validate_every: steps between validation callbacks (0: never).
+        keep_best: return the synthetic set with the highest validation
+            ``select_metric`` among the initialisation (step 0), every
+            ``validate_every`` steps and the final step, instead of the final set.
+            Needs ``validate_every > 0`` and a ``validate`` callback at fit time
+            (``hypervldd.pipeline.distill`` builds one from the validation split).
+            The best set so far is checkpointed, so a resumed run returns the same one.
+        select_metric: the validation key that ``keep_best`` maximises.
         log_every: steps between loss records in the history.
         normalize_init: start from L2-normalised real features. The students
             normalise their inputs, so this changes nothing they see, but it puts
@@ -107,6 +116,8 @@ class EngineConfig:
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     validate_every: int = 0
+    keep_best: bool = False
+    select_metric: str = "mean"
     log_every: int = 100
     normalize_init: bool = True
 
@@ -126,6 +137,11 @@ class EngineConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if int(self.keep_checkpoints) < 1 or int(self.log_every) < 1:
             raise ValueError("keep_checkpoints and log_every must be >= 1")
+        if self.keep_best and int(self.validate_every) < 1:
+            raise ValueError(
+                "keep_best selects among validated sets: set validate_every >= 1 "
+                f"(got {self.validate_every})"
+            )
 
 
 # -- initialisation ---------------------------------------------------------------------
@@ -216,6 +232,8 @@ class GradientDistiller(Distiller):
     #: Whether the method's loss reads only this rank's shard of the real data.
     distributed_aware: bool = False
     _group: Any = None
+    #: (step, validation score, set) of the validation-best set so far (engine.keep_best)
+    _best: tuple[int, float, SyntheticSet] | None = None
 
     # -- hooks for subclasses --------------------------------------------------------
     def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
@@ -284,7 +302,10 @@ class GradientDistiller(Distiller):
             resume: continue from the latest valid checkpoint in ``checkpoint_dir``
                 (starts fresh if there is none).
             validate: ``validate(synthetic_set, step) -> {name: value}``, called every
-                ``engine.validate_every`` steps; results go to the history.
+                ``engine.validate_every`` steps; results go to the history. Required
+                with ``engine.keep_best``, which also calls it at step 0 and at the
+                final step and returns the set with the highest
+                ``engine.select_metric``.
             progress: show a tqdm progress bar.
             process_group: ``"auto"`` (the default group of a ``torchrun`` job, if any),
                 ``None`` (this process alone), ``"world"`` or a ``ProcessGroup``. Every rank
@@ -297,6 +318,12 @@ class GradientDistiller(Distiller):
             progress = progress and get_rank() == 0
         if (eng.checkpoint_every or resume) and checkpoint_dir is None:
             raise ValueError("checkpoint_dir is required when checkpointing or resuming")
+        if eng.keep_best and validate is None:
+            raise ValueError(
+                f"{self.method}: engine.keep_best returns the validation-best set and needs "
+                "a validate callback (hypervldd.pipeline.distill builds one from the "
+                "validation split); pass validate=... or set engine.keep_best=False"
+            )
         ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         gen = torch.Generator().manual_seed(seed)
         if eng.init == "random":
@@ -313,12 +340,29 @@ class GradientDistiller(Distiller):
         step, history = 0, []
         identity = self._identity(data, budget, seed)
         last_good: Path | None = None
+        self._best = None
         if resume:
             found = self._restore(ckdir, identity, image, text, opt, gen)
             if found is not None:
                 step, history, last_good = found
         if group is not None:
             self._sync_start(group, step, image, text)
+
+        def run_validation() -> None:
+            metrics = None
+            art = None
+            if eng.keep_best or group is None or get_rank() == 0:
+                art = self._artifact(image, text, src, data, seed, history)
+            if group is None or get_rank() == 0:
+                metrics = dict(validate(art, step))
+            if group is not None:  # rank 0 validates; every rank records the result
+                metrics = broadcast_object(metrics, group)
+            history.append({"step": step, "validation": metrics})
+            if eng.keep_best:
+                self._consider(art, metrics, step)
+
+        if eng.keep_best and step == 0:
+            run_validation()  # the initialisation is a candidate
 
         bar = tqdm(total=eng.iterations, initial=step, disable=not progress, desc=self.method)
         try:
@@ -342,15 +386,14 @@ class GradientDistiller(Distiller):
                 if step % eng.log_every == 0 or step == eng.iterations:
                     history.append({"step": step, "loss": float(loss.detach())})
                     bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
-                if validate is not None and eng.validate_every and step % eng.validate_every == 0:
-                    metrics = None
-                    if group is None or get_rank() == 0:
-                        metrics = dict(
-                            validate(self._artifact(image, text, src, data, seed, history), step)
-                        )
-                    if group is not None:  # rank 0 validates; every rank records the result
-                        metrics = broadcast_object(metrics, group)
-                    history.append({"step": step, "validation": metrics})
+                if (
+                    validate is not None
+                    and eng.validate_every
+                    and (
+                        step % eng.validate_every == 0 or (eng.keep_best and step == eng.iterations)
+                    )
+                ):
+                    run_validation()
                 if ckdir is not None and eng.checkpoint_every and step % eng.checkpoint_every == 0:
                     if group is None or get_rank() == 0:
                         last_good = self._checkpoint(
@@ -360,7 +403,40 @@ class GradientDistiller(Distiller):
                         last_good = ckdir / f"step_{step:08d}.safetensors"
         finally:
             bar.close()
+        if eng.keep_best:
+            return self._selected(history)
         return self._artifact(image, text, src, data, seed, history)
+
+    # -- validation-best selection -------------------------------------------------------
+    def _consider(self, art: SyntheticSet, metrics: Mapping[str, Any], step: int) -> None:
+        """Keep ``art`` if its validation score beats the best so far (ties keep the earlier)."""
+        key = self.engine.select_metric
+        value = metrics.get(key) if isinstance(metrics, Mapping) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(
+                f"{self.method}: engine.keep_best maximises validation[{key!r}] "
+                f"(engine.select_metric), but the validate callback returned {metrics!r}"
+            )
+        value = float(value)
+        if value != value:  # NaN never wins, and a NaN best would block every later set
+            return
+        if self._best is None or value > self._best[1]:
+            self._best = (step, value, art)
+
+    def _selected(self, history: list) -> SyntheticSet:
+        """The validation-best set with the whole history and the choice in its config."""
+        if self._best is None:
+            raise ValueError(
+                f"{self.method}: engine.keep_best found no validation score to select on "
+                f"(validation[{self.engine.select_metric!r}] was NaN at every check)"
+            )
+        step, value, art = self._best
+        art.history = [dict(h) for h in history]
+        art.config = {
+            **art.config,
+            "selected": {"step": step, "metric": self.engine.select_metric, "value": value},
+        }
+        return art
 
     # -- distribution ----------------------------------------------------------------
     def _sync_start(self, group: Any, step: int, image: torch.Tensor, text: torch.Tensor) -> None:
@@ -479,6 +555,11 @@ class GradientDistiller(Distiller):
             "history": history,
             "optimizers": opts,
         }
+        if self._best is not None:  # the validation-best set so far (engine.keep_best)
+            best_step, best_value, art = self._best
+            for k, v in art._tensors().items():
+                tensors[f"best.{k}"] = v
+            manifest["best"] = {"step": best_step, "value": best_value, "set": art.manifest()}
         path = write_container(ckdir / f"step_{step:08d}.safetensors", tensors, manifest)
         for old in self._list_checkpoints(ckdir)[self.engine.keep_checkpoints :]:
             old.unlink(missing_ok=True)
@@ -525,5 +606,10 @@ class GradientDistiller(Distiller):
                 )
             gen.set_state(tensors["rng.generator"])
             torch.set_rng_state(tensors["rng.torch"])
+            if "best" in m:
+                b = m["best"]
+                parts = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+                art = SyntheticSet.from_parts(parts, b["set"], where=f"{path} (best set)")
+                self._best = (int(b["step"]), float(b["value"]), art)
             return int(m["step"]), list(m["history"]), path
         return None

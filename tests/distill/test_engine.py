@@ -185,3 +185,108 @@ def test_distilled_set_evaluates(real, tmp_path):
     r = evaluate(loaded, real, p)
     assert r.n_train_pairs == 10 and r.train_storage_floats == loaded.storage_floats()
     assert 0.0 <= r.mean["mean"] <= 100.0
+
+
+# -- validation-best selection (engine.keep_best) ----------------------------------------
+def _peak_at(best_step):
+    """A validator whose score peaks at ``best_step`` (and is a pure function of the step)."""
+
+    def score(syn, step):
+        return {"mean": -abs(step - best_step), "n": float(syn.num_pairs)}
+
+    return score
+
+
+def test_keep_best_returns_the_set_of_the_best_validation_step(real):
+    picked = _covmatch(validate_every=4, keep_best=True).fit(real, 10, seed=4, validate=_peak_at(8))
+    stopped_there = _covmatch(iterations=8).fit(real, 10, seed=4)
+    assert torch.equal(picked.image, stopped_there.image)
+    assert torch.equal(picked.text, stopped_there.text)
+    assert picked.config["selected"] == {"step": 8, "metric": "mean", "value": 0.0}
+    # The initialisation and every check are in the history the set carries.
+    steps = [h["step"] for h in picked.history if "validation" in h]
+    assert steps == [0, 4, 8, 12, 16, 20]
+    assert "selected" not in stopped_there.config
+
+
+def test_keep_best_candidates_include_the_initialisation_and_the_final_step(real):
+    init = _covmatch(validate_every=4, keep_best=True).fit(real, 10, seed=4, validate=_peak_at(0))
+    src = init.source_indices
+    want = torch.nn.functional.normalize(real_pairs(real).pair_image[src], dim=-1)
+    assert init.config["selected"]["step"] == 0
+    assert torch.equal(init.image, want)
+    # 10 iterations with checks every 4: step 10 is validated although 10 % 4 != 0.
+    last = _covmatch(iterations=10, validate_every=4, keep_best=True).fit(
+        real, 10, seed=4, validate=_peak_at(10)
+    )
+    plain = _covmatch(iterations=10).fit(real, 10, seed=4)
+    assert last.config["selected"]["step"] == 10
+    assert torch.equal(last.image, plain.image)
+    # Ties keep the earlier set; NaN scores never win.
+    flat = _covmatch(validate_every=4, keep_best=True).fit(
+        real, 10, seed=4, validate=lambda s, k: {"mean": float("nan") if k == 0 else 1.0}
+    )
+    assert flat.config["selected"]["step"] == 4
+
+
+def real_pairs(fs):
+    from hypervldd.distill import prepare_real
+
+    return prepare_real(fs)
+
+
+def test_keep_best_resumes_to_the_identical_artifact(real, tmp_path):
+    def stop_at_16(syn, step):
+        if step == 16:
+            raise _Interrupt
+        return _peak_at(8)(syn, step)
+
+    cfg = dict(checkpoint_every=5, validate_every=4, keep_best=True)
+    with pytest.raises(_Interrupt):
+        _covmatch(**cfg).fit(real, 10, seed=4, checkpoint_dir=tmp_path / "b", validate=stop_at_16)
+    # The step-15 checkpoint holds the step-8 set as the best so far; no check after
+    # the resume beats it, so only the checkpointed copy can give the right answer.
+    resumed = _covmatch(**cfg).fit(
+        real, 10, seed=4, checkpoint_dir=tmp_path / "b", resume=True, validate=_peak_at(8)
+    )
+    whole = _covmatch(**cfg).fit(
+        real, 10, seed=4, checkpoint_dir=tmp_path / "c", validate=_peak_at(8)
+    )
+    assert resumed.config["selected"]["step"] == 8
+    assert (
+        resumed.save(tmp_path / "b.safetensors").read_bytes()
+        == whole.save(tmp_path / "c.safetensors").read_bytes()
+    )
+    # A finished run resumed again returns the same selection without optimising.
+    again = _covmatch(**cfg).fit(
+        real, 10, seed=4, checkpoint_dir=tmp_path / "c", resume=True, validate=_peak_at(8)
+    )
+    assert torch.equal(again.image, whole.image)
+
+
+def test_keep_best_refuses_what_it_cannot_select_on(real):
+    with pytest.raises(ValueError, match="validate_every"):
+        EngineConfig(keep_best=True)
+    with pytest.raises(ValueError, match="validate callback"):
+        _covmatch(validate_every=4, keep_best=True).fit(real, 10, seed=4)
+    with pytest.raises(ValueError, match="select_metric"):
+        _covmatch(validate_every=4, keep_best=True).fit(
+            real, 10, seed=4, validate=lambda s, k: {"recall": 1.0}
+        )
+    with pytest.raises(ValueError, match="NaN at every check"):
+        _covmatch(validate_every=4, keep_best=True).fit(
+            real, 10, seed=4, validate=lambda s, k: {"mean": float("nan")}
+        )
+
+
+def test_a_partial_engine_override_keeps_the_methods_own_engine_defaults():
+    # Trajectory matching's engine is Adam at 1e-3; overriding only its iterations must
+    # not fall back to EngineConfig()'s SGD at 1.0 (nor its 10,000 iterations for RAHA).
+    mtt = get_distiller("mtt", {"engine": {"iterations": 7}, "experts": {"epochs": 2}})
+    assert mtt.config.engine.iterations == 7
+    assert (mtt.config.engine.optimizer, mtt.config.engine.lr_image) == ("adam", 1e-3)
+    assert mtt.config.experts.epochs == 2 and mtt.config.experts.num_experts == 20
+    raha = get_distiller("raha", {"engine": {"validate_every": 50, "keep_best": True}})
+    assert raha.config.engine.iterations == 2000 and raha.config.engine.keep_best
+    with pytest.raises(ValueError, match="unknown key"):
+        get_distiller("mtt", {"engine": {"iteration": 7}})
