@@ -312,6 +312,8 @@ class CompareRow:
     eval_seconds: float
     #: evaluation beyond recall (``hypervldd.eval.extras``); empty unless asked for
     extras: dict[str, Any] = field(default_factory=dict)
+    #: the validation-best step a ``keep_best`` run returned (``{"step", "metric", "value"}``)
+    selected: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -325,6 +327,8 @@ class CompareRow:
         }
         if self.extras:
             out["extras"] = self.extras
+        if self.selected:
+            out["selected"] = self.selected
         return out
 
 
@@ -512,14 +516,21 @@ def compare(
                     std,
                     t1 - t0,
                     time.perf_counter() - t1,
+                    selected=synthetic.config.get("selected"),
                 )
             )
             if run_extras:
                 rows[-1].extras = run_extras(synthetic, res, reference=True)
             if log:
+                chosen = rows[-1].selected
+                picked = (
+                    f"; validation-best step {chosen['step']}, {chosen['value']:.1f} on val"
+                    if chosen
+                    else ""
+                )
                 log(
                     f"{method} @ {budget}: mean recall {mean['mean']:.1f} "
-                    f"(distil {t1 - t0:.0f} s, evaluate {time.perf_counter() - t1:.0f} s)"
+                    f"(distil {t1 - t0:.0f} s, evaluate {time.perf_counter() - t1:.0f} s{picked})"
                 )
             row_done()
     result = result_so_far()

@@ -81,7 +81,7 @@ def test_compare_keeps_the_rows_it_finished_when_a_later_method_fails(
     assert "| random | 10 |" in (tmp_path / "results.md").read_text()
 
 
-def test_distill_selects_on_the_validation_split_and_needs_it() -> None:
+def test_distill_selects_on_the_validation_split_and_needs_it(tmp_path: Path) -> None:
     from hypervldd import pipeline
     from hypervldd.eval import EvalProtocol, StudentConfig, evaluate
     from tests._synth import clustered_features
@@ -108,3 +108,17 @@ def test_distill_selects_on_the_validation_split_and_needs_it() -> None:
     assert evaluate(syn, val, one).mean["mean"] == pytest.approx(chosen["value"], abs=1e-9)
     with pytest.raises(PipelineError, match="seeds"):
         pipeline.validation_scorer(val, proto, seeds=0)
+
+    # compare validates on its "val" features and records the choice in every row.
+    res = pipeline.compare(
+        {"train": train, "val": val, "test": val},
+        ["covmatch"],
+        [8],
+        protocol=proto,
+        references=False,
+        method_configs={"covmatch": cfg},
+        out_dir=tmp_path,
+    )
+    assert res.rows[0].selected == chosen  # the same deterministic run
+    row = json.loads((tmp_path / "results.json").read_text())["rows"][0]
+    assert row["selected"] == chosen
