@@ -199,9 +199,15 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         protocol=_protocol(args),
     )
     if _is_main():
+        chosen = syn.config.get("selected")
+        picked = (
+            f" (validation-best step {chosen['step']}: {chosen['value']:.1f} on val)"
+            if chosen
+            else ""
+        )
         print(
             f"{args.method}: {syn.num_pairs} pairs, {syn.storage_floats()} stored floats"
-            f" -> {args.out}"
+            f" -> {args.out}{picked}"
         )
     return 0
 

@@ -48,6 +48,7 @@ def test_cli_pipeline_end_to_end(
     argv = ["distill", *DATA, *cache, "--method", "covmatch", "--budget", "6", "--config", cfg]
     argv += ["--protocol", PROTOCOL, "--seeds", "1"]
     assert main([*argv, "--checkpoint-dir", str(ck), "--out", str(b)]) == 0
+    assert "validation-best step" in capsys.readouterr().out
     assert a.is_file() and b.is_file()
 
     # Resuming the finished run from its checkpoints gives the same artifact, bit for bit.

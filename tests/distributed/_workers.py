@@ -223,6 +223,24 @@ def _distil(
     )
 
 
+def peak_at_step_2(syn, step: int) -> dict[str, float]:
+    """A validator whose score peaks at step 2; only rank 0 may call it."""
+    if torch.distributed.is_initialized():
+        assert torch.distributed.get_rank() == 0, "a rank other than 0 validated"
+    return {"mean": -abs(step - 2.0)}
+
+
+def _keep_best(method_cfg: dict, rank: int):
+    from hypervldd.distill import get_distiller
+
+    from .._synth import clustered_features
+
+    real, _ = clustered_features(n_img=30, caps=2, d_img=12, d_txt=8, k=4)
+    eng = dict(method_cfg["engine"], validate_every=1, keep_best=True)
+    distiller = get_distiller("covmatch", dict(method_cfg, engine=eng))
+    return distiller.fit(real, 5, 3, validate=peak_at_step_2)
+
+
 def engine_worker(rank: int, world: int, port: int, tmp: str, cfg: dict) -> None:
     """The loss checks, then distil with ``world`` ranks, resume, and lose a rank.
 
@@ -232,9 +250,13 @@ def engine_worker(rank: int, world: int, port: int, tmp: str, cfg: dict) -> None
     """
     tmpdir = Path(tmp)
     init(rank, world, port, timeout=cfg.pop("_timeout"))
-    cm = _distil(cfg.pop("_covmatch"), None, False, method="covmatch")
+    cm_cfg = cfg.pop("_covmatch")
+    cm = _distil(cm_cfg, None, False, method="covmatch")
     if rank == 0:
         cm.save(tmpdir / "covmatch.safetensors")
+    # keep_best: rank 0 alone validates; every rank keeps the same set
+    best = _keep_best(cm_cfg, rank)
+    best.save(tmpdir / f"covmatch_best_rank{rank}.safetensors")
     _loss_checks(rank, world, str(tmpdir / "report.json"))
     ck = tmpdir / "ck"
     syn = _distil(cfg, str(ck), False, out=str(tmpdir / f"dist_rank{rank}.safetensors"))

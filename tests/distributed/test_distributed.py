@@ -153,6 +153,16 @@ def test_two_ranks_losses_distil_resume_and_fail_fast(tmp_path, one_thread) -> N
     start_cm = torch.nn.functional.normalize(real.pairs()[1][ref_cm.source_indices], dim=-1)
     assert (ref_cm.text - start_cm).abs().max() > 1e-3
 
+    # keep_best: rank 0 validated, both ranks returned the set of the step the
+    # single-process run keeps
+    one_best = _workers._keep_best(_COVMATCH, 0)
+    assert one_best.config["selected"]["step"] == 2
+    for r in (0, 1):
+        kept = SyntheticSet.load(tmp_path / f"covmatch_best_rank{r}.safetensors")
+        assert kept.config["selected"] == one_best.config["selected"]
+        torch.testing.assert_close(kept.image, one_best.image, rtol=tol, atol=tol)
+        torch.testing.assert_close(kept.text, one_best.text, rtol=tol, atol=tol)
+
     # a run resumed from the step-3 checkpoint under 2 ranks gives the same artifact
     resumed = SyntheticSet.load(tmp_path / "resumed.safetensors")
     assert torch.equal(resumed.image, two.image) and torch.equal(resumed.text, two.text)
