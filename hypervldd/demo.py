@@ -124,7 +124,6 @@ DEMO_METHOD_CONFIGS: dict[str, dict] = {
     "covmatch": {"engine": {"iterations": 300}},
     "moment_matching": {"engine": {"iterations": 300}},
     "raha": {"engine": {"iterations": 150}},
-    "rank_align": {"engine": {"iterations": 200}, "experts": 1, "expert_epochs": 5},
     "mtt": {"engine": {"iterations": 100}, "experts": {"num_experts": 3, "epochs": 4}},
 }
 
