@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,6 +220,12 @@ def distill(
             raise PipelineError(
                 f"{method}: engine.keep_best selects the set on the validation split; "
                 "give its features (val=...; the command line loads the dataset's 'val' split)"
+            )
+        else:
+            warnings.warn(
+                f"{method}: engine.validate_every is set but no validation features were "
+                "given (val=...), so nothing is validated",
+                stacklevel=2,
             )
     kwargs = _fit_kwargs(
         distiller,

@@ -97,6 +97,10 @@ def test_distill_selects_on_the_validation_split_and_needs_it(tmp_path: Path) ->
     assert not pipeline.wants_validation("covmatch") and not pipeline.wants_validation("herding")
     with pytest.raises(PipelineError, match="validation split"):
         pipeline.distill(train, "covmatch", 8, config=cfg, protocol=proto)
+    checks_only = dict(cfg, engine={"iterations": 2, "validate_every": 1})
+    with pytest.warns(UserWarning, match="nothing is validated"):
+        unchecked = pipeline.distill(train, "covmatch", 8, config=checks_only)
+    assert not any("validation" in h for h in unchecked.history)
 
     syn = pipeline.distill(train, "covmatch", 8, config=cfg, val=val, protocol=proto)
     checks = {h["step"]: h["validation"] for h in syn.history if "validation" in h}
