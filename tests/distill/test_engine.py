@@ -209,6 +209,12 @@ def test_keep_best_returns_the_set_of_the_best_validation_step(real):
     assert "selected" not in stopped_there.config
 
 
+def real_pairs(fs):  # the engine's view of the real features
+    from hypervldd.distill import prepare_real
+
+    return prepare_real(fs)
+
+
 def test_keep_best_candidates_include_the_initialisation_and_the_final_step(real):
     init = _covmatch(validate_every=4, keep_best=True).fit(real, 10, seed=4, validate=_peak_at(0))
     src = init.source_indices
@@ -227,12 +233,6 @@ def test_keep_best_candidates_include_the_initialisation_and_the_final_step(real
         real, 10, seed=4, validate=lambda s, k: {"mean": float("nan") if k == 0 else 1.0}
     )
     assert flat.config["selected"]["step"] == 4
-
-
-def real_pairs(fs):
-    from hypervldd.distill import prepare_real
-
-    return prepare_real(fs)
 
 
 def test_keep_best_resumes_to_the_identical_artifact(real, tmp_path):

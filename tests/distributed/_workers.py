@@ -230,7 +230,7 @@ def peak_at_step_2(syn, step: int) -> dict[str, float]:
     return {"mean": -abs(step - 2.0)}
 
 
-def _keep_best(method_cfg: dict, rank: int):
+def _keep_best(method_cfg: dict):
     from hypervldd.distill import get_distiller
 
     from .._synth import clustered_features
@@ -255,7 +255,7 @@ def engine_worker(rank: int, world: int, port: int, tmp: str, cfg: dict) -> None
     if rank == 0:
         cm.save(tmpdir / "covmatch.safetensors")
     # keep_best: rank 0 alone validates; every rank keeps the same set
-    best = _keep_best(cm_cfg, rank)
+    best = _keep_best(cm_cfg)
     best.save(tmpdir / f"covmatch_best_rank{rank}.safetensors")
     _loss_checks(rank, world, str(tmpdir / "report.json"))
     ck = tmpdir / "ck"

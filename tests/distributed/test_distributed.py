@@ -155,7 +155,7 @@ def test_two_ranks_losses_distil_resume_and_fail_fast(tmp_path, one_thread) -> N
 
     # keep_best: rank 0 validated, both ranks returned the set of the step the
     # single-process run keeps
-    one_best = _workers._keep_best(_COVMATCH, 0)
+    one_best = _workers._keep_best(_COVMATCH)
     assert one_best.config["selected"]["step"] == 2
     for r in (0, 1):
         kept = SyntheticSet.load(tmp_path / f"covmatch_best_rank{r}.safetensors")
