@@ -178,7 +178,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from .pipeline import distill, wants_validation
+    from .pipeline import describe_selection, distill, wants_validation
 
     try:
         validated = wants_validation(args.method, args.config)
@@ -199,12 +199,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         protocol=_protocol(args),
     )
     if _is_main():
-        chosen = syn.config.get("selected")
-        picked = (
-            f" (validation-best step {chosen['step']}: {chosen['value']:.1f} on val)"
-            if chosen
-            else ""
-        )
+        picked = describe_selection(syn)
+        picked = f" ({picked})" if picked else ""
         print(
             f"{args.method}: {syn.num_pairs} pairs, {syn.storage_floats()} stored floats"
             f" -> {args.out}{picked}"

@@ -30,6 +30,7 @@ __all__ = [
     "distill",
     "validation_scorer",
     "wants_validation",
+    "describe_selection",
     "evaluate_set",
     "compare",
     "CompareRow",
@@ -171,16 +172,25 @@ def validation_scorer(val: Any, protocol: Any = None, *, seeds: int = 1) -> Any:
     return score
 
 
-def _engine(distiller: Any) -> Any:
-    return getattr(getattr(distiller, "config", None), "engine", None)
+def _validating_engine(distiller: Any) -> Any:
+    """The method's ``EngineConfig`` if it sets ``validate_every``, else ``None``."""
+    eng = getattr(getattr(distiller, "config", None), "engine", None)
+    return eng if eng is not None and int(getattr(eng, "validate_every", 0)) > 0 else None
 
 
 def wants_validation(method: str, config: dict[str, Any] | None = None) -> bool:
     """Whether ``method`` with ``config`` validates during distillation (needs a val split)."""
     from .distill import get_distiller
 
-    eng = _engine(get_distiller(method, dict(config or {})))
-    return eng is not None and int(getattr(eng, "validate_every", 0)) > 0
+    return _validating_engine(get_distiller(method, dict(config or {}))) is not None
+
+
+def describe_selection(synthetic: Any) -> str:
+    """``"validation-best step S, V on val"`` for a ``keep_best`` set, else ``""``."""
+    chosen = synthetic.config.get("selected")
+    if not chosen:
+        return ""
+    return f"validation-best step {chosen['step']}, {chosen['value']:.1f} on val"
 
 
 def distill(
@@ -211,12 +221,12 @@ def distill(
     from .distributed import is_main_process
 
     distiller = get_distiller(method, dict(config or {}))
-    eng = _engine(distiller)
+    eng = _validating_engine(distiller)
     validate = None
-    if eng is not None and int(getattr(eng, "validate_every", 0)) > 0:
+    if eng is not None:
         if val is not None:
             validate = validation_scorer(val, protocol)
-        elif getattr(eng, "keep_best", False):
+        elif eng.keep_best:
             raise PipelineError(
                 f"{method}: engine.keep_best selects the set on the validation split; "
                 "give its features (val=...; the command line loads the dataset's 'val' split)"
@@ -529,12 +539,8 @@ def compare(
             if run_extras:
                 rows[-1].extras = run_extras(synthetic, res, reference=True)
             if log:
-                chosen = rows[-1].selected
-                picked = (
-                    f"; validation-best step {chosen['step']}, {chosen['value']:.1f} on val"
-                    if chosen
-                    else ""
-                )
+                picked = describe_selection(synthetic)
+                picked = f"; {picked}" if picked else ""
                 log(
                     f"{method} @ {budget}: mean recall {mean['mean']:.1f} "
                     f"(distil {t1 - t0:.0f} s, evaluate {time.perf_counter() - t1:.0f} s{picked})"
