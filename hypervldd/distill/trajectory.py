@@ -635,6 +635,12 @@ class MTTConfig:
             here the rate is ``exp(log_lr)`` so it stays positive).
         feature_dropout: inverted dropout on the synthetic features in the inner
             loop, an augmentation whose masks are replayed in the recomputation.
+        blend: RepBlend's representation blending (Zhang et al., NeurIPS 2025): each
+            inner step mixes the synthetic batch with a permutation of itself,
+            ``x <- lam x + (1 - lam) x[perm]`` with one ``lam ~ U(0, 1)`` (their
+            Beta(1, 1)) shared by the image features and the text embeddings, so a
+            mixed image still pairs with its mixed caption; targets are not mixed.
+            Replayed in the recomputation like the dropout masks.
         normalization: ``"per_modality"`` (paper: one normalised term per head,
             summed) or ``"merged"`` (LoRS on COCO: one ratio over both heads).
         similarity_rank: 0 (identity targets) or the rank ``r`` of a learned LoRS
@@ -661,6 +667,7 @@ class MTTConfig:
     lr_init: float | None = None
     lr_lr: float = 1e-2
     feature_dropout: float = 0.0
+    blend: bool = False
     normalization: str = "per_modality"
     similarity_rank: int = 0
     similarity_alpha: float = 1.0
@@ -758,11 +765,12 @@ def make_step_loss(
     *,
     batch: int | None,
     feature_dropout: float = 0.0,
+    blend: bool = False,
     sim_scale: float = 1.0,
 ) -> StepLoss:
     """The inner loss of step ``i`` on inputs ``(image, text[, diag, left, right])``.
 
-    Step ``i``'s mini-batch and dropout masks come from
+    Step ``i``'s mini-batch, dropout masks and blending draw come from
     ``Generator().manual_seed(step_seeds[i])``, so the recomputation replays them.
     """
 
@@ -781,6 +789,12 @@ def make_step_loss(
             keep = 1.0 - feature_dropout
             xi = xi * torch.bernoulli(torch.full_like(xi, keep), generator=g) / keep
             xt = xt * torch.bernoulli(torch.full_like(xt, keep), generator=g) / keep
+        if blend:
+            # One lam and one permutation for both modalities keeps mixed pair i a pair.
+            lam = float(torch.rand((), generator=g))
+            perm = torch.randperm(xi.shape[0], generator=g)
+            xi = lam * xi + (1.0 - lam) * xi[perm]
+            xt = lam * xt + (1.0 - lam) * xt[perm]
         targets = None
         if len(inputs) > 2:
             diag, left, right = inputs[2], inputs[3], inputs[4]
@@ -885,6 +899,7 @@ class MTTDistiller(GradientDistiller):
             seeds,
             batch=cfg.batch_syn,
             feature_dropout=float(cfg.feature_dropout),
+            blend=bool(cfg.blend),
             sim_scale=float(cfg.similarity_alpha) / rank if rank else 1.0,
         )
         inputs = [image, text, *self._learned.similarity_params()]

@@ -59,16 +59,19 @@ def _objective(buffer, index, dtype=torch.float32):
 
 
 @pytest.mark.parametrize(
-    ("batch", "dropout", "sim", "norm"),
-    [(None, 0.0, False, "per_modality"), (5, 0.3, True, "merged")],
+    ("batch", "dropout", "sim", "norm", "blend"),
+    [
+        (None, 0.0, False, "per_modality", False),
+        (5, 0.3, True, "merged", False),
+        (None, 0.0, True, "per_modality", True),
+    ],
 )
-def test_recomputed_gradient_equals_full_unrolling(buffer, batch, dropout, sim, norm):
+def test_recomputed_gradient_equals_full_unrolling(buffer, batch, dropout, sim, norm, blend):
     obj = _objective(buffer, 1, torch.float64)
     ex = buffer.load(1)
     steps = 4
-    step_loss = make_step_loss(
-        obj, buffer.layouts, [5, 17, 3, 99], batch=batch, feature_dropout=dropout, sim_scale=0.5
-    )
+    kw = dict(batch=batch, feature_dropout=dropout, blend=blend, sim_scale=0.5)
+    step_loss = make_step_loss(obj, buffer.layouts, [5, 17, 3, 99], **kw)
     g = torch.Generator().manual_seed(2)
     m = 8
     inputs = [
@@ -97,12 +100,41 @@ def test_recomputed_gradient_equals_full_unrolling(buffer, batch, dropout, sim, 
         assert w.abs().max() > 0
         assert torch.allclose(got, w, rtol=tol, atol=tol * float(w.abs().max()))
     # The replay matters: another step seed changes the gradient.
-    other = make_step_loss(
-        obj, buffer.layouts, [6, 17, 3, 99], batch=batch, feature_dropout=dropout, sim_scale=0.5
-    )
+    other = make_step_loss(obj, buffer.layouts, [6, 17, 3, 99], **kw)
     _, grads2, _ = matching_gradients(other, theta0, target, log_lrs, inputs, steps, norm)
-    if batch is not None or dropout > 0:
+    if batch is not None or dropout > 0 or blend:
         assert not torch.allclose(grads2[0], grads[0])
+
+
+def test_blending_mixes_both_modalities_with_one_draw_and_keeps_targets(buffer):
+    # RepBlend: x <- lam x + (1 - lam) x[perm], the same (lam, perm) for images and texts.
+    obj = _objective(buffer, 0, torch.float64)
+    ex = buffer.load(0)
+    params = [ex.trajectories[s][0].double() for s in SIDES]
+    g = torch.Generator().manual_seed(4)
+    m = 7
+    img = torch.randn(m, 12, generator=g, dtype=torch.float64)
+    txt = torch.randn(m, 10, generator=g, dtype=torch.float64)
+    step_loss = make_step_loss(obj, buffer.layouts, [11], batch=None, blend=True)
+    got = step_loss(0, params, [img, txt])
+
+    draw = torch.Generator().manual_seed(11)
+    lam = float(torch.rand((), generator=draw))
+    perm = torch.randperm(m, generator=draw)
+    pd = {}
+    for side, p in zip(SIDES, params, strict=True):
+        pd.update(buffer.layouts[side].unflatten(p, prefix="student."))
+
+    def loss(i, t):
+        return functional_call(obj, pd, (i, t, None))
+
+    mixed = loss(lam * img + (1 - lam) * img[perm], lam * txt + (1 - lam) * txt[perm])
+    assert 0.0 < lam < 1.0 and not torch.equal(perm, torch.arange(m))
+    assert torch.allclose(got, mixed, rtol=1e-12, atol=0)
+    assert not torch.allclose(got, loss(img, txt))  # it did mix
+    # Mixing the texts with another permutation would break the pairs: a different loss.
+    other = loss(lam * img + (1 - lam) * img[perm], lam * txt + (1 - lam) * txt[perm.roll(1)])
+    assert not torch.allclose(got, other)
 
 
 def test_one_inner_step_on_real_data_reproduces_one_expert_step(data):
