@@ -91,7 +91,7 @@ def main() -> None:
         image_size=32,
         protocol=pix_proto,
         references=False,
-        method_configs={"pixel_match": {"iterations": 300, "width": 32}},
+        method_configs={"pixel_match": {"engine": {"iterations": 300}, "width": 32}},
         log=print,
     )
     print(res_p.markdown())

@@ -16,12 +16,14 @@ forgetting events, Toneva et al., ICLR 2019; DeepCore, Guo et al., DEXA 2022.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from ..eval._config import config_to_json
 from ..eval.protocol import EvalProtocol, StudentConfig
 from ..eval.student import Student, _param_groups, _train_epochs, symmetric_infonce
 from .artifact import SyntheticSet
@@ -219,8 +221,36 @@ def _embed(student: Student, data: RealData) -> torch.Tensor:
     return torch.cat(chunks, 0)
 
 
-def _space(data: RealData, cfg: Any, gen: torch.Generator) -> torch.Tensor:
-    return _raw_space(data) if cfg.feature_space == "raw" else _warmup_space(data, cfg, gen)
+def _space(data: RealData, cfg: Any, seed: int, gen: torch.Generator) -> torch.Tensor:
+    if cfg.feature_space == "raw":
+        return _raw_space(data)
+    return _once("warmup", data, cfg, seed, gen, lambda g: _warmup_space(data, cfg, g))
+
+
+# The warm-up training is the slow part of herding, k-center and forgetting, and it does
+# not depend on the budget: one `compare` over several budgets would retrain the same
+# student per budget. A few results stay in memory, keyed by the real data's *content*
+# (not the fingerprint a caller may attach), the config and the seed; a hit also replays
+# the generator state the computation left, so every later draw is the same.
+_ONCE_SIZE = 4
+_ONCE: OrderedDict[tuple[str, str, str, int], tuple[Any, torch.Tensor]] = OrderedDict()
+
+
+def _once(
+    what: str, data: RealData, cfg: Any, seed: int, gen: torch.Generator, compute: Any
+) -> Any:
+    """``compute(gen)``, or the stored result of the same computation (read-only)."""
+    key = (what, data.features.fingerprint(), config_to_json(cfg), int(seed))
+    hit = _ONCE.get(key)
+    if hit is None:
+        hit = (compute(gen), gen.get_state())
+        _ONCE[key] = hit
+        while len(_ONCE) > _ONCE_SIZE:
+            _ONCE.popitem(last=False)
+    else:
+        _ONCE.move_to_end(key)
+        gen.set_state(hit[1])
+    return hit[0]
 
 
 # -- methods -------------------------------------------------------------------------
@@ -259,7 +289,7 @@ class Herding(Distiller):
     def _fit(self, data: RealData, budget: int, seed: int, **kwargs: Any) -> SyntheticSet:
         _no_kwargs(kwargs)
         gen = torch.Generator().manual_seed(seed)
-        z = _space(data, self.config, gen).double()
+        z = _space(data, self.config, seed, gen).double()
         mu = z.mean(0)
         sq = (z * z).sum(1)
         s = torch.zeros_like(mu)
@@ -296,7 +326,7 @@ class KCenter(Distiller):
     def _fit(self, data: RealData, budget: int, seed: int, **kwargs: Any) -> SyntheticSet:
         _no_kwargs(kwargs)
         gen = torch.Generator().manual_seed(seed)
-        z = _space(data, self.config, gen).double()
+        z = _space(data, self.config, seed, gen).double()
         first = int(torch.randint(z.shape[0], (1,), generator=gen))
         chosen = [first]
         mind = ((z - z[first]) ** 2).sum(1)
@@ -325,23 +355,10 @@ class Forgetting(Distiller):
     def _fit(self, data: RealData, budget: int, seed: int, **kwargs: Any) -> SyntheticSet:
         _no_kwargs(kwargs)
         gen = torch.Generator().manual_seed(seed)
-        n = data.num_pairs
-        last = torch.zeros(n, dtype=torch.bool)
-        ever = torch.zeros(n, dtype=torch.bool)
-        events = torch.zeros(n, dtype=torch.int64)
-        group = data.pair_group
-
-        def on_batch(idx: torch.Tensor, logits: torch.Tensor) -> None:
-            g = group[idx]
-            same = g[:, None] == g[None, :]
-            i2t = same[torch.arange(len(idx)), logits.argmax(1)]
-            t2i = same[logits.argmax(0), torch.arange(len(idx))]
-            correct = i2t & t2i
-            events[idx] += (last[idx] & ~correct).long()
-            last[idx] = correct
-            ever[idx] |= correct
-
-        _train_on_real(data, self.config, int(self.config.epochs), gen, on_batch)
+        n, group = data.num_pairs, data.pair_group
+        events, ever = _once(
+            "forgetting", data, self.config, seed, gen, lambda g: _forgetting(data, self.config, g)
+        )
         never = (~ever).double()
         score = never * 1e9 + events.double()
         # Random tie-break: a seeded permutation, then a stable sort by score.
@@ -350,6 +367,30 @@ class Forgetting(Distiller):
         idx = select_pairs(order, group, budget, self.config.distinct_images)
         info = {"never_learned": int((~ever).sum()), "max_events": int(events.max())}
         return _coreset(data, idx, self.method, self.config_dict(), seed, info)
+
+
+def _forgetting(
+    data: RealData, cfg: Any, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(events, ever)`` per pair: forgetting events and "ever correct" over training."""
+    n = data.num_pairs
+    last = torch.zeros(n, dtype=torch.bool)
+    ever = torch.zeros(n, dtype=torch.bool)
+    events = torch.zeros(n, dtype=torch.int64)
+    group = data.pair_group
+
+    def on_batch(idx: torch.Tensor, logits: torch.Tensor) -> None:
+        g = group[idx]
+        same = g[:, None] == g[None, :]
+        i2t = same[torch.arange(len(idx)), logits.argmax(1)]
+        t2i = same[logits.argmax(0), torch.arange(len(idx))]
+        correct = i2t & t2i
+        events[idx] += (last[idx] & ~correct).long()
+        last[idx] = correct
+        ever[idx] |= correct
+
+    _train_on_real(data, cfg, int(cfg.epochs), gen, on_batch)
+    return events, ever
 
 
 def _no_kwargs(kwargs: dict) -> None:

@@ -231,6 +231,8 @@ class GradientDistiller(Distiller):
 
     #: Whether the method's loss reads only this rank's shard of the real data.
     distributed_aware: bool = False
+    #: What the synthetic image tensor holds: ``"features"`` or ``"pixels"``.
+    image_kind: str = "features"
     _group: Any = None
     #: (step, validation score, set) of the validation-best set so far (engine.keep_best)
     _best: tuple[int, float, SyntheticSet] | None = None
@@ -250,6 +252,23 @@ class GradientDistiller(Distiller):
     def _resolved(self) -> dict[str, Any]:
         """Config values resolved at fit time (recorded in the artifact)."""
         return {}
+
+    def _initial_tensors(
+        self, data: RealData, src: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The synthetic ``(image, text)`` at step 0 from the real pairs ``src``.
+
+        Default: their features, L2-normalised under ``engine.normalize_init``. Must
+        return fresh tensors (they become the optimised leaves).
+        """
+        image, text = data.pair_image[src].clone(), data.pair_text[src].clone()
+        if self.engine.normalize_init:
+            image, text = F.normalize(image, dim=-1), F.normalize(text, dim=-1)
+        return image, text
+
+    def _constrain(self, image: torch.Tensor, text: torch.Tensor) -> None:
+        """Project the synthetic tensors onto their domain after each step, in place
+        (default: unconstrained). Runs before the NaN/inf check and the checkpoint."""
 
     @abc.abstractmethod
     def _loss(
@@ -330,9 +349,7 @@ class GradientDistiller(Distiller):
             src = random_init(data, budget, gen)
         else:
             src = kmeans_init(data, budget, gen, eng.kmeans_iters)
-        image, text = data.pair_image[src].clone(), data.pair_text[src].clone()
-        if eng.normalize_init:
-            image, text = F.normalize(image, dim=-1), F.normalize(text, dim=-1)
+        image, text = self._initial_tensors(data, src)
         image.requires_grad_(True)
         text.requires_grad_(True)
         opt = self._make_opt(image, text)
@@ -378,6 +395,7 @@ class GradientDistiller(Distiller):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+                self._constrain(image, text)
                 for t, name in ((image, "synthetic image"), (text, "synthetic text")):
                     if not bool(torch.isfinite(t).all()):
                         self._diverged(f"the {name} tensor became NaN/inf", step + 1, last_good)
@@ -505,6 +523,7 @@ class GradientDistiller(Distiller):
             text=text.detach().clone(),
             method=self.method,
             config=cfg,
+            image_kind=self.image_kind,
             source_indices=src.clone(),
             data_fingerprint=data.fingerprint,
             encoders=data.encoders,

@@ -22,24 +22,26 @@ Synthetic images as pixels (``image_kind == "pixels"``, ``(M, C, H, W)`` in
   clamped to ``[0, 1]`` after each step.
 
 Every random draw (initial pairs, real batches, network weights, augmentation)
-comes from one generator seeded with the run's seed.
+comes from one generator seeded with the run's seed. The optimisation loop is the
+engine's (:class:`~hypervldd.distill.engine.GradientDistiller`): checkpoints, resume,
+validation and the NaN stop are shared with the feature methods.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..data.augment import AUGMENT_OPS, DiffAugment
 from ..eval.pixel import CLIP_MEAN, CLIP_STD, ConvNet
 from .artifact import SyntheticSet
-from .base import Distiller, RealData
+from .base import RealData
 from .covmatch import cross_covariance
-from .engine import DivergenceError, random_init
+from .engine import EngineConfig, GradientDistiller
 
 __all__ = [
     "PixelMatchConfig",
@@ -136,47 +138,43 @@ class PixelMatchConfig:
     """Settings of ``pixel_match``.
 
     Attributes:
-        iterations: optimisation steps.
-        real_batch_size: real pairs per step.
-        lr_image, lr_text, momentum: SGD on the pixels and texts (DM: lr 1, momentum 0.5).
         lam: weight of the cross-covariance term.
         width, depth: the random ConvNets (as the pixel student's backbone).
         augment: differentiable siamese augmentation (subset of the DSA ops).
-        log_every: steps between loss records in the history.
+        engine: the optimisation (:class:`~hypervldd.distill.engine.EngineConfig`):
+            SGD on the pixels and texts at lr 1, momentum 0.5 (DM's), 1,000
+            iterations, 128 real pairs per step, a loss record every 50 steps;
+            checkpoints, resume and validation as for every gradient method.
+            ``normalize_init`` applies to the texts only (pixels stay in ``[0, 1]``).
     """
 
-    iterations: int = 1000
-    real_batch_size: int = 128
-    lr_image: float = 1.0
-    lr_text: float = 1.0
-    momentum: float = 0.5
     lam: float = 1.0
     width: int = 64
     depth: int = 3
     augment: tuple[str, ...] = AUGMENT_OPS
-    log_every: int = 50
+    engine: EngineConfig = field(
+        default_factory=lambda: EngineConfig(iterations=1000, real_batch_size=128, log_every=50)
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "augment", tuple(self.augment))
-        if int(self.iterations) < 1 or int(self.real_batch_size) < 2:
-            raise ValueError(
-                f"iterations must be >= 1 and real_batch_size >= 2, got {self.iterations}, "
-                f"{self.real_batch_size}"
-            )
-        if not (self.lr_image > 0 and self.lr_text > 0) or self.momentum < 0 or self.lam < 0:
-            raise ValueError("lr_image, lr_text must be > 0; momentum and lam >= 0")
-        if int(self.width) < 1 or int(self.depth) < 1 or int(self.log_every) < 1:
-            raise ValueError("width, depth and log_every must be >= 1")
+        if self.lam < 0:
+            raise ValueError(f"lam must be >= 0, got {self.lam}")
+        if int(self.width) < 1 or int(self.depth) < 1:
+            raise ValueError(f"width and depth must be >= 1, got {self.width}, {self.depth}")
         bad = sorted(set(self.augment) - set(AUGMENT_OPS))
         if bad:
             raise ValueError(f"augment has unknown op(s) {bad}; allowed: {AUGMENT_OPS}")
 
 
-class PixelMatch(Distiller):
+class PixelMatch(GradientDistiller):
     """Random-ConvNet distribution + cross-covariance matching of synthetic pixels.
 
-    ``fit(real, budget, seed, *, real_images, progress=False)``; ``real_images`` are
-    the ``(N_img, C, H, W)`` pixels (in ``[0, 1]``) of ``real``'s images.
+    ``fit(real, budget, seed, *, real_images, checkpoint_dir=None, resume=False,
+    validate=None, progress=False)``; ``real_images`` are the ``(N_img, C, H, W)``
+    pixels (in ``[0, 1]``) of ``real``'s images. The engine's loop runs it, so it
+    checkpoints, resumes to the identical artifact and stops on NaN like the feature
+    methods; the real images' digest is part of a checkpoint's identity.
 
     Not in the feature-method registry (``available_methods()``), whose methods
     all run on features alone; the pixel comparison of :mod:`hypervldd.pipeline`
@@ -185,6 +183,7 @@ class PixelMatch(Distiller):
 
     method = "pixel_match"
     Config = PixelMatchConfig
+    image_kind = "pixels"
 
     def _fit(
         self,
@@ -193,69 +192,63 @@ class PixelMatch(Distiller):
         seed: int,
         *,
         real_images: torch.Tensor | None = None,
-        progress: bool = False,
+        **kwargs: Any,
     ) -> SyntheticSet:
         if real_images is None:
             raise ValueError("pixel_match needs real_images (N_img, C, H, W) in [0, 1]")
-        imgs = check_real_images(real_images, data.num_images).float()
-        cfg = self.config
-        gen = torch.Generator().manual_seed(seed)
-        src = random_init(data, budget, gen)
-        x_syn = imgs[data.pair_group[src]].clone().requires_grad_(True)
-        t_syn = F.normalize(data.pair_text[src], dim=-1).clone().requires_grad_(True)
-        t_real_all = F.normalize(data.pair_text, dim=-1)
-        opt = torch.optim.SGD(
-            [{"params": [x_syn], "lr": cfg.lr_image}, {"params": [t_syn], "lr": cfg.lr_text}],
-            lr=cfg.lr_image,
-            momentum=cfg.momentum,
-        )
-        shape = tuple(int(s) for s in imgs.shape[1:])
+        self._images = check_real_images(real_images, data.num_images).float()
+        raw = self._images.contiguous().numpy().tobytes()
+        self._images_digest = {
+            "shape": list(self._images.shape),
+            "sha256": hashlib.sha256(raw).hexdigest(),
+        }
+        return super()._fit(data, budget, seed, **kwargs)
+
+    def _identity(self, data: RealData, budget: int, seed: int) -> dict[str, Any]:
+        # The real pixels are not in the features' fingerprint: resume must refuse others.
+        return {**super()._identity(data, budget, seed), "real_images": self._images_digest}
+
+    def _resolved(self) -> dict[str, Any]:
+        return {"image_source": "optimised-pixels"}
+
+    def _initial_tensors(
+        self, data: RealData, src: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        text = data.pair_text[src].clone()
+        if self.engine.normalize_init:
+            text = F.normalize(text, dim=-1)
+        return self._images[data.pair_group[src]].clone(), text
+
+    def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
+        shape = tuple(int(s) for s in self._images.shape[1:])
         c = shape[0]
-        mean = torch.tensor(CLIP_MEAN if c == 3 else [0.5] * c).view(1, c, 1, 1)
-        std = torch.tensor(CLIP_STD if c == 3 else [0.25] * c).view(1, c, 1, 1)
-        aug = DiffAugment(ops=cfg.augment) if cfg.augment else None
-        bs = min(int(cfg.real_batch_size), data.num_pairs)
-        history: list[dict[str, Any]] = []
-        bar = tqdm(total=cfg.iterations, disable=not progress, desc=self.method)
-        try:
-            for step in range(1, int(cfg.iterations) + 1):
-                net = ConvNet(shape, int(cfg.width), int(cfg.depth), "instance", gen)
-                net.requires_grad_(False)
-                idx = torch.randperm(data.num_pairs, generator=gen)[:bs]
-                x_real = (imgs[data.pair_group[idx]] - mean) / std
-                xs = (x_syn - mean) / std
-                if aug is not None:
-                    # Siamese: one draw, applied to the real batch and the synthetic set.
-                    p = aug.sample(1, shape[1], shape[2], gen)
-                    x_real, xs = aug.apply(x_real, p), aug.apply(xs, p)
-                loss = matching_loss(net, x_real, t_real_all[idx], xs, t_syn, cfg.lam)
-                if not bool(torch.isfinite(loss)):
-                    raise DivergenceError(
-                        f"pixel_match: the loss became non-finite at step {step}; lower "
-                        "lr_image / lr_text"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                with torch.no_grad():
-                    x_syn.clamp_(0.0, 1.0)
-                if step % cfg.log_every == 0 or step == cfg.iterations:
-                    history.append({"step": step, "loss": float(loss.detach())})
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
-                bar.update(1)
-        finally:
-            bar.close()
-        if not bool(torch.isfinite(t_syn).all()):
-            raise DivergenceError("pixel_match: the synthetic text became NaN/inf")
-        return SyntheticSet(
-            image=x_syn.detach().clone(),
-            text=t_syn.detach().clone(),
-            method=self.method,
-            config={**self.config_dict(), "resolved": {"image_source": "optimised-pixels"}},
-            image_kind="pixels",
-            source_indices=src.clone(),
-            data_fingerprint=data.fingerprint,
-            encoders=data.encoders,
-            seed=seed,
-            history=history,
-        )
+        self._shape = shape
+        self._mean = torch.tensor(CLIP_MEAN if c == 3 else [0.5] * c).view(1, c, 1, 1)
+        self._std = torch.tensor(CLIP_STD if c == 3 else [0.25] * c).view(1, c, 1, 1)
+        self._aug = DiffAugment(ops=self.config.augment) if self.config.augment else None
+        self._text_real = F.normalize(data.pair_text, dim=-1)
+
+    def _loss(
+        self,
+        step: int,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        data: RealData,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
+        cfg = self.config
+        net = ConvNet(self._shape, int(cfg.width), int(cfg.depth), "instance", gen)
+        net.requires_grad_(False)
+        bs = min(int(self.engine.real_batch_size), data.num_pairs)
+        idx = torch.randperm(data.num_pairs, generator=gen)[:bs]
+        x_real = (self._images[data.pair_group[idx]] - self._mean) / self._std
+        xs = (image - self._mean) / self._std
+        if self._aug is not None:
+            # Siamese: one draw, applied to the real batch and the synthetic set.
+            p = self._aug.sample(1, self._shape[1], self._shape[2], gen)
+            x_real, xs = self._aug.apply(x_real, p), self._aug.apply(xs, p)
+        return matching_loss(net, x_real, self._text_real[idx], xs, text, cfg.lam)
+
+    def _constrain(self, image: torch.Tensor, text: torch.Tensor) -> None:
+        with torch.no_grad():
+            image.clamp_(0.0, 1.0)  # pixels live in [0, 1]

@@ -120,3 +120,47 @@ def test_feature_cache_objects_are_accepted_and_encoders_recorded():
     s = get_distiller("random").fit(cache, 4, seed=0)
     assert s.encoders == {"image": "img-enc", "text": "txt-enc"}
     assert s.data_fingerprint == fs.fingerprint()
+
+
+def test_warmup_training_runs_once_per_data_config_and_seed(monkeypatch):
+    # compare runs one method at several budgets: the warm-up student (the slow part) is
+    # trained once and the selections equal those of a fresh computation, bit for bit.
+    from hypervldd.distill import coreset
+
+    real, _ = clustered_features(n_img=40, caps=2, d_img=12, d_txt=8, k=4)
+    cfg = {"warmup_epochs": 2, "student": {"width": 8}}
+    forget = {"epochs": 2, "student": {"width": 8}}
+    calls = []
+    train = coreset._train_on_real
+
+    def counted(*args, **kwargs):
+        calls.append(args[2])  # epochs
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(coreset, "_train_on_real", counted)
+
+    def run(method, budget, seed=0, data=real):
+        return get_distiller(method, forget if method == "forgetting" else cfg).fit(
+            data, budget, seed=seed
+        )
+
+    fresh = {}
+    for m in ("herding", "kcenter", "forgetting"):
+        for b in (3, 6):
+            coreset._ONCE.clear()
+            fresh[m, b] = run(m, b).source_indices
+    assert len(calls) == 6
+    coreset._ONCE.clear()
+    calls.clear()
+    for m in ("herding", "kcenter", "forgetting"):
+        for b in (3, 6):
+            assert torch.equal(run(m, b).source_indices, fresh[m, b]), (m, b)
+    # herding and k-center share one warm-up (same fields, same seed); forgetting its own
+    assert len(calls) == 2
+    assert torch.equal(fresh["herding", 6][:3], fresh["herding", 3])  # a greedy prefix
+    # another seed or other data content trains again
+    run("herding", 3, seed=1)
+    other = FeatureSet(real.image + 1e-3, real.text, real.txt2img)
+    run("herding", 3, data=other)
+    assert len(calls) == 4
+    assert len(coreset._ONCE) <= coreset._ONCE_SIZE

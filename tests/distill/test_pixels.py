@@ -13,6 +13,7 @@ from hypervldd.distill import (
     coreset_pixels,
     get_distiller,
 )
+from hypervldd.distill.engine import DivergenceError
 from hypervldd.distill.pixels import matching_loss
 from hypervldd.eval import FeatureSet
 from hypervldd.eval.pixel import CLIP_MEAN, CLIP_STD, ConvNet
@@ -31,7 +32,7 @@ def _tiny(n_img=24, k=4, seed=0):
     return FeatureSet(img.flatten(1), txt, t2i), img
 
 
-CFG = {"iterations": 15, "real_batch_size": 16, "width": 8, "depth": 2, "log_every": 5}
+CFG = {"engine": {"iterations": 15, "real_batch_size": 16, "log_every": 5}, "width": 8, "depth": 2}
 
 
 def _probe(syn_img, syn_txt, img, fs, nets=6):
@@ -95,7 +96,61 @@ def test_pixel_match_errors():
     with pytest.raises(ValueError, match="augment"):
         PixelMatch(augment=("rotate",))
     with pytest.raises(ValueError, match="iterations"):
-        PixelMatch(iterations=0)
+        PixelMatch({"engine": {"iterations": 0}})
+    with pytest.raises(ValueError, match="lam"):
+        PixelMatch(lam=-1.0)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_pixel_match_resumes_to_the_identical_artifact(tmp_path):
+    # The engine's loop: checkpoints every 5 steps; a run killed in step 10's validation
+    # (before that step's checkpoint) resumes from step 5 and returns the same set as an
+    # uninterrupted run.
+    fs, img = _tiny()
+    cfg = {**CFG, "engine": {**CFG["engine"], "checkpoint_every": 5, "validate_every": 5}}
+
+    def ok(syn, step):
+        return {"pixels": float(syn.image.mean())}
+
+    def stop(syn, step):
+        if step == 10:
+            raise _Stop
+        return ok(syn, step)
+
+    full = PixelMatch(cfg).fit(fs, 4, seed=2, real_images=img, checkpoint_dir=tmp_path / "a")
+    with pytest.raises(_Stop):
+        PixelMatch(cfg).fit(
+            fs, 4, seed=2, real_images=img, checkpoint_dir=tmp_path / "b", validate=stop
+        )
+    resumed = PixelMatch(cfg).fit(
+        fs, 4, seed=2, real_images=img, checkpoint_dir=tmp_path / "b", resume=True, validate=ok
+    )
+    assert torch.equal(resumed.image, full.image) and torch.equal(resumed.text, full.text)
+    assert resumed.image_kind == "pixels"
+    assert resumed.config["resolved"]["image_source"] == "optimised-pixels"
+    assert [h["step"] for h in resumed.history if "validation" in h] == [5, 10, 15]
+    assert [p.name for p in sorted((tmp_path / "b").iterdir())][-1] == "step_00000015.safetensors"
+    # The checkpoint's identity holds the real images: resuming on other pixels is refused.
+    with pytest.raises(ValueError, match="different run"):
+        PixelMatch(cfg).fit(
+            fs, 4, seed=2, real_images=1 - img, checkpoint_dir=tmp_path / "b", resume=True
+        )
+
+
+def test_pixel_match_stops_on_divergence_and_names_the_checkpoint(tmp_path):
+    # A text step of 1e38 overflows at step 2; the step-1 checkpoint stays and is named.
+    fs, img = _tiny()
+    eng = {**CFG["engine"], "lr_text": 1e38, "checkpoint_every": 1}
+    with pytest.raises(DivergenceError, match="became (inf|nan|NaN)") as err:
+        PixelMatch({**CFG, "engine": eng}).fit(
+            fs, 4, seed=0, real_images=img, checkpoint_dir=tmp_path
+        )
+    good = tmp_path / "step_00000001.safetensors"
+    assert str(good) in str(err.value) and "engine.lr_text" in str(err.value)
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".safetensors"] == [good.name]
 
 
 def test_pixel_match_stays_out_of_the_feature_registry():
@@ -172,7 +227,7 @@ def test_pipeline_pixel_split_distill_and_compare(tmp_path):
         [4],
         image_size=8,
         protocol=proto,
-        method_configs={"pixel_match": {"iterations": 2, "width": 4, "depth": 2}},
+        method_configs={"pixel_match": {"engine": {"iterations": 2}, "width": 4, "depth": 2}},
         out_dir=tmp_path,
     )
     assert [r.method for r in res.rows] == ["full data", "random", "pixel_match"]

@@ -35,6 +35,9 @@ _CFG = {
     "engine": {"iterations": 6, "checkpoint_every": 3, "real_batch_size": 16},
 }
 _DEAD_RANK_TIMEOUT = 15.0
+# Seconds past a timeout that still prove "failed, not hung" (the default timeout is
+# 1800 s); wide, because these bounds time work on a machine other jobs may load.
+_NOT_A_HANG = 60.0
 # CovMatch: the online student's real batch (16 pairs) is split over the ranks.
 _COVMATCH = {
     "student": {"width": 16},
@@ -119,7 +122,9 @@ def test_three_ranks_losses_equal_single_process(tmp_path) -> None:  # noqa: ANN
     hang = json.loads((tmp_path / "hang.json").read_text())
     assert hang["message"] is not None, "the collective did not time out"
     assert "rank 0 of 3" in hang["message"]
-    assert 1.5 < hang["seconds"] < 10.0
+    # At least the timeout (it waited), and far below the 1800 s default (it did not
+    # hang); the upper bound is loose so that a loaded machine's scheduling cannot fail it.
+    assert 1.5 < hang["seconds"] < _NOT_A_HANG
 
 
 def test_two_ranks_losses_distil_resume_and_fail_fast(tmp_path, one_thread) -> None:  # noqa: ANN001
@@ -179,4 +184,4 @@ def test_two_ranks_losses_distil_resume_and_fail_fast(tmp_path, one_thread) -> N
     failure = json.loads((tmp_path / "failure.json").read_text())
     assert failure["message"] is not None, "the collective did not fail"
     assert "rank 0 of 2" in failure["message"] and "exited" in failure["message"]
-    assert failure["seconds"] < _DEAD_RANK_TIMEOUT + 5.0
+    assert failure["seconds"] < _DEAD_RANK_TIMEOUT + _NOT_A_HANG
