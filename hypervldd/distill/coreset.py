@@ -229,28 +229,37 @@ def _space(data: RealData, cfg: Any, seed: int, gen: torch.Generator) -> torch.T
 
 # The warm-up training is the slow part of herding, k-center and forgetting, and it does
 # not depend on the budget: one `compare` over several budgets would retrain the same
-# student per budget. A few results stay in memory, keyed by the real data's *content*
-# (not the fingerprint a caller may attach), the config and the seed; a hit also replays
-# the generator state the computation left, so every later draw is the same.
+# student per budget. The last few results stay in memory (at most _ONCE_SIZE of them and
+# _ONCE_BYTES in all, so that a large dataset's selection space is not pinned), keyed by
+# the real data's *content* (not the fingerprint a caller may attach), the config and the
+# seed; a hit also replays the generator state the computation left, so every later draw
+# is the same.
 _ONCE_SIZE = 4
+_ONCE_BYTES = 512 * 2**20
 _ONCE: OrderedDict[tuple[str, str, str, int], tuple[Any, torch.Tensor]] = OrderedDict()
+
+
+def _nbytes(value: Any) -> int:
+    parts = value if isinstance(value, tuple) else (value,)
+    return sum(int(t.numel() * t.element_size()) for t in parts)
 
 
 def _once(
     what: str, data: RealData, cfg: Any, seed: int, gen: torch.Generator, compute: Any
 ) -> Any:
-    """``compute(gen)``, or the stored result of the same computation (read-only)."""
+    """``compute(gen)`` (tensors), or the stored result of the same computation (read-only)."""
     key = (what, data.features.fingerprint(), config_to_json(cfg), int(seed))
     hit = _ONCE.get(key)
-    if hit is None:
-        hit = (compute(gen), gen.get_state())
-        _ONCE[key] = hit
-        while len(_ONCE) > _ONCE_SIZE:
-            _ONCE.popitem(last=False)
-    else:
+    if hit is not None:
         _ONCE.move_to_end(key)
         gen.set_state(hit[1])
-    return hit[0]
+        return hit[0]
+    value = compute(gen)
+    if _nbytes(value) <= _ONCE_BYTES:
+        _ONCE[key] = (value, gen.get_state())
+        while len(_ONCE) > _ONCE_SIZE or sum(_nbytes(v) for v, _ in _ONCE.values()) > _ONCE_BYTES:
+            _ONCE.popitem(last=False)
+    return value
 
 
 # -- methods -------------------------------------------------------------------------

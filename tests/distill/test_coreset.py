@@ -164,3 +164,9 @@ def test_warmup_training_runs_once_per_data_config_and_seed(monkeypatch):
     run("herding", 3, data=other)
     assert len(calls) == 4
     assert len(coreset._ONCE) <= coreset._ONCE_SIZE
+    # a result above the memory bound is computed every time, never kept
+    monkeypatch.setattr(coreset, "_ONCE_BYTES", 16)
+    coreset._ONCE.clear()
+    assert torch.equal(run("herding", 3).source_indices, fresh["herding", 3])
+    assert torch.equal(run("herding", 3).source_indices, fresh["herding", 3])
+    assert len(calls) == 6 and not coreset._ONCE
