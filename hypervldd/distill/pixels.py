@@ -214,9 +214,7 @@ class PixelMatch(GradientDistiller):
     def _initial_tensors(
         self, data: RealData, src: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        text = data.pair_text[src].clone()
-        if self.engine.normalize_init:
-            text = F.normalize(text, dim=-1)
+        _, text = super()._initial_tensors(data, src)  # the texts as every method starts
         return self._images[data.pair_group[src]].clone(), text
 
     def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
