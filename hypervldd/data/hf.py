@@ -155,10 +155,8 @@ def _build(
         paths.append(path)
         if path is not None:
             if check_files and not path.is_file():
-                missing = sum(1 for p in paths if p is not None and not p.is_file())
-                raise FileNotFoundError(
-                    f"image file {path} of {name!r} is missing ({missing} so far); check image_root"
-                )
+                digests.append("")  # reported below, with every other missing file
+                continue
             digests.append(file_digest(path, digest) if check_files else f"path:{path}")
         elif digest == "content":
             import hashlib
@@ -167,6 +165,13 @@ def _build(
         else:
             # The bytes live in the table file: its size and mtime change when it is rewritten.
             digests.append(f"row:{rows.stat[r]}:{r}")
+
+    missing = [str(p) for p, d in zip(paths, digests, strict=True) if p is not None and not d]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(paths)} image files of {name!r} are missing "
+            f"(first: {', '.join(missing[:3])}); check image_root"
+        )
 
     def loader(i: int) -> Image.Image:
         return _open(rows.image_cell(image_rows[i]), image_root, what)

@@ -95,7 +95,7 @@ def test_parquet_one_row_per_caption_with_paths_groups_by_image(tmp_path):
     with pytest.raises(ValueError, match="image_column 'image' is not a column"):
         load_parquet(data)
     (tmp_path / "img" / "red.png").unlink()
-    with pytest.raises(FileNotFoundError, match="red.png .* check image_root"):
+    with pytest.raises(FileNotFoundError, match="1 of 3 image files .* missing .*red.png"):
         load_parquet(data, image_column="file", caption_column="text", image_root=tmp_path)
     with pytest.raises(FileNotFoundError, match="parquet file not found"):
         load_parquet(tmp_path / "absent.parquet")
