@@ -350,8 +350,9 @@ def load_hf_dataset(
 ) -> PairedDataset:
     """Paired dataset from a folder written by ``datasets``' ``save_to_disk``.
 
-    A ``DatasetDict`` folder gives its split names (``validation`` reads as ``val``);
-    a single ``Dataset`` takes splits from ``split_column`` or ``default_split``.
+    Each row's split is its ``split_column`` value when it has one, else the name of
+    the ``DatasetDict`` part it is in (``validation`` reads as ``val``), else
+    ``default_split``.
     Column options are those of :func:`load_parquet`. A folder of parquet files is
     read by :func:`load_parquet`. Needs the optional ``datasets`` library.
 

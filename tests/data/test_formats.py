@@ -316,3 +316,21 @@ def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(ImportError, match=r"hypervldd\[hf\]"):
         load_parquet(tmp_path / "a.parquet")
+
+
+def test_a_split_column_wins_over_the_part_name(tmp_path):
+    # Flickr30k on the Hub: one "test" part whose rows carry the Karpathy split.
+    datasets = pytest.importorskip("datasets")
+    part = datasets.Dataset.from_dict(
+        {
+            "image": [png_bytes(c) for c in COLOURS.values()],
+            "caption": [_caps(n[:-4]) for n in NAMES],
+            "split": ["train", "train", "val", "test", None],
+        }
+    )
+    datasets.DatasetDict({"test": part}).save_to_disk(str(tmp_path / "hub"))
+    ds = load_hf_dataset(tmp_path / "hub")
+    assert ds.image_splits == ["train", "train", "val", "test", "test"]
+    assert ds.load_image(4).getpixel((0, 0)) == COLOURS["grey.png"]
+    with pytest.raises(FileNotFoundError, match="1 of 1 shards are missing"):
+        open_dataset(str(tmp_path / "absent.tar"))
