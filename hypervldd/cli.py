@@ -108,14 +108,36 @@ def _json_obj(text: str) -> dict:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--dataset", default="emoji", help="emoji, fashion-mnist, a Karpathy .json or a .csv/.jsonl"
-    )
+    from .data.sources import DATASET_KINDS
+
+    p.add_argument("--dataset", default="emoji", help=DATASET_KINDS)
     p.add_argument("--image-root", default=None, help="image folder of a local dataset file")
-    p.add_argument("--image-encoder", default="efficientnet-lite0")
-    p.add_argument("--text-encoder", default="minilm-l6-v2")
+    p.add_argument("--image-column", default=None, help="image column of a table/hf/parquet")
+    p.add_argument(
+        "--caption-column",
+        default=None,
+        help="caption column of a table/hf/parquet; for .tar shards a key of the .json",
+    )
+    p.add_argument("--split-column", default=None, help="split column of a table/hf/parquet")
+    p.add_argument(
+        "--split-ratios",
+        default=None,
+        help="assign train,val,test splits to a dataset without any, e.g. 0.8,0.1,0.1",
+    )
+    p.add_argument("--split-seed", type=int, default=0, help="seed of --split-ratios")
+    p.add_argument(
+        "--image-encoder",
+        default="efficientnet-lite0",
+        help="efficientnet-lite0, open_clip:ARCH, timm:NAME or hf:FOLDER",
+    )
+    p.add_argument(
+        "--text-encoder", default="minilm-l6-v2", help="minilm-l6-v2, open_clip:ARCH or hf:FOLDER"
+    )
     p.add_argument("--open-clip-checkpoint", default=None, help="local open_clip weights")
-    p.add_argument("--limit", type=int, default=None, help="use only this many base images")
+    p.add_argument("--timm-checkpoint", default=None, help="local timm weights (file or folder)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="use only this many images (a fixed subset)"
+    )
     p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/hypervldd)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -151,6 +173,19 @@ def _protocol(args: argparse.Namespace):  # noqa: ANN202
     return EvalProtocol.from_dict(base)
 
 
+def _dataset_options(args: argparse.Namespace):  # noqa: ANN202
+    """The ``DatasetOptions`` of the data flags (column names, split ratios)."""
+    from .data.sources import DatasetOptions
+
+    return DatasetOptions(
+        image_column=args.image_column,
+        caption_column=args.caption_column,
+        split_column=args.split_column,
+        split_ratios=args.split_ratios,
+        split_seed=args.split_seed,
+    )
+
+
 def _features(args: argparse.Namespace, splits=("train", "val", "test")):  # noqa: ANN001, ANN202
     from .pipeline import prepare
 
@@ -164,6 +199,8 @@ def _features(args: argparse.Namespace, splits=("train", "val", "test")):  # noq
         open_clip_checkpoint=args.open_clip_checkpoint,
         progress=not args.no_progress,
         image_root=args.image_root,
+        dataset_options=_dataset_options(args),
+        timm_checkpoint=args.timm_checkpoint,
     )
 
 
@@ -286,7 +323,9 @@ def _compare_pixels(args: argparse.Namespace) -> int:
     if args.pixels < 4:
         raise CliError("--pixels must be at least 4")
     feats = _features(args)
-    dataset = _load_dataset(args.dataset, args.limit, not args.no_progress, args.image_root)
+    dataset = _load_dataset(
+        args.dataset, args.limit, not args.no_progress, args.image_root, _dataset_options(args)
+    )
     result = compare_pixels(
         dataset,
         feats,
@@ -324,10 +363,20 @@ def _extras(args: argparse.Namespace):  # noqa: ANN202
         from .pipeline import _load_dataset, build_encoders
 
         encoders = build_encoders(
-            args.image_encoder, args.text_encoder, open_clip_checkpoint=args.open_clip_checkpoint
+            args.image_encoder,
+            args.text_encoder,
+            open_clip_checkpoint=args.open_clip_checkpoint,
+            timm_checkpoint=args.timm_checkpoint,
+            progress=not args.no_progress,
         )
         if extras.robustness:
-            dataset = _load_dataset(args.dataset, args.limit, not args.no_progress, args.image_root)
+            dataset = _load_dataset(
+                args.dataset,
+                args.limit,
+                not args.no_progress,
+                args.image_root,
+                _dataset_options(args),
+            )
     return extras, dataset, encoders
 
 
@@ -340,7 +389,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.dataset:
         real = _features(args, ("train",))["train"]
         if args.grid:
-            dataset = _load_dataset(args.dataset, args.limit, not args.no_progress, args.image_root)
+            dataset = _load_dataset(
+                args.dataset,
+                args.limit,
+                not args.no_progress,
+                args.image_root,
+                _dataset_options(args),
+            )
     info = inspect_artifact(args.artifact, real, k=args.k, grid_png=args.grid, dataset=dataset)
     print(json.dumps(info["manifest"], indent=2, default=str))
     print(f"pairs: {info['pairs']}, stored floats: {info['storage_floats']}")

@@ -57,14 +57,35 @@ def build_encoders(
     text: str = "minilm-l6-v2",
     *,
     open_clip_checkpoint: str | os.PathLike | None = None,
+    timm_checkpoint: str | os.PathLike | None = None,
+    progress: bool = True,
 ) -> tuple[Any, Any]:
     """Image and text encoders by name.
 
     ``image``/``text`` are names from :data:`IMAGE_ENCODERS`/:data:`TEXT_ENCODERS`,
     or ``"open_clip:<architecture>"`` (both towers of an open_clip model whose
-    weights come from ``open_clip_checkpoint``, a local file: nothing downloads).
+    weights come from ``open_clip_checkpoint``, a local file: nothing downloads),
+    ``"timm:<name>"`` (weights from ``timm_checkpoint``) or ``"hf:<folder>"``
+    (see :mod:`hypervldd.data.encoder_specs`). ``progress=False`` silences the
+    loading bars of third-party libraries.
     """
     from . import data
+    from .data.encoder_specs import build_encoder_pair, third_party_progress
+
+    if any(x.startswith(("timm:", "hf:")) for x in (image, text)):
+        try:
+            return build_encoder_pair(
+                image,
+                text,
+                open_clip_checkpoint=open_clip_checkpoint,
+                timm_checkpoint=timm_checkpoint,
+                progress=progress,
+            )
+        except ValueError as err:
+            raise PipelineError(str(err)) from err
+    if not progress:
+        with third_party_progress(False):
+            return build_encoders(image, text, open_clip_checkpoint=open_clip_checkpoint)
 
     if image.startswith("open_clip:") or text.startswith("open_clip:"):
         arch = (image if image.startswith("open_clip:") else text).split(":", 1)[1]
@@ -87,31 +108,30 @@ def build_encoders(
 
 
 def _load_dataset(
-    dataset: Any, limit: int | None, progress: bool, image_root: str | os.PathLike | None = None
+    dataset: Any,
+    limit: int | None,
+    progress: bool,
+    image_root: str | os.PathLike | None = None,
+    options: Any = None,
 ) -> Any:
-    from . import data
+    """The dataset ``--dataset`` names (see :mod:`hypervldd.data.sources`), limited and split.
 
-    if isinstance(dataset, data.PairedDataset):
-        return dataset
-    name = str(dataset)
-    if name in data.BUILTIN_DATASETS:
-        kwargs: dict[str, Any] = {"limit": limit}
-        if name == "emoji":
-            kwargs["progress"] = progress
-        return data.load_dataset(name, **kwargs)
-    path = Path(name)
-    if path.suffix.lower() == ".json" and path.is_file():
-        if image_root is None:
-            raise PipelineError(
-                f"dataset {name!r} is a Karpathy-style JSON: give its image folder (--image-root)"
-            )
-        return data.load_karpathy_json(path, image_root)
-    if path.suffix.lower() in {".csv", ".jsonl"} and path.is_file():
-        return data.load_caption_table(path, image_root=image_root)
-    raise PipelineError(
-        f"dataset must be one of {data.BUILTIN_DATASETS}, a Karpathy-style .json or a "
-        f".csv/.jsonl caption table; got {name!r}"
-    )
+    ``options`` (a :class:`~hypervldd.data.sources.DatasetOptions`) carries column names
+    and ``split_ratios``; ``limit``, ``progress`` and a given ``image_root`` override it.
+    """
+    from dataclasses import replace
+
+    from .data.sources import DatasetOptions, open_dataset
+
+    opts = replace(options or DatasetOptions(), limit=limit, progress=progress)
+    if image_root is not None:
+        opts = replace(opts, image_root=image_root)
+    try:
+        return open_dataset(dataset, opts)
+    except PipelineError:
+        raise
+    except ValueError as err:
+        raise PipelineError(str(err)) from err
 
 
 def prepare(
@@ -125,20 +145,31 @@ def prepare(
     open_clip_checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
     image_root: str | os.PathLike | None = None,
+    dataset_options: Any = None,
+    timm_checkpoint: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Encode the requested splits of a dataset (cached): ``{split: PairedFeatures}``.
 
-    ``image_root`` is the image folder of a Karpathy JSON or a caption table.
+    ``image_root`` is the image folder of a Karpathy JSON or a caption table;
+    ``dataset_options`` (:class:`~hypervldd.data.sources.DatasetOptions`) the column
+    names and split ratios of the other formats.
     """
     from . import data
 
-    ds = _load_dataset(dataset, limit, progress, image_root)
-    img_enc, txt_enc = build_encoders(
-        image_encoder, text_encoder, open_clip_checkpoint=open_clip_checkpoint
-    )
+    ds = _load_dataset(dataset, limit, progress, image_root, dataset_options)
     missing = [s for s in splits if s not in ds.splits]
     if missing:
-        raise PipelineError(f"splits {missing} are not in the dataset (it has {list(ds.splits)})")
+        hint = " (assign them with --split-ratios 0.8,0.1,0.1)" if len(ds.splits) == 1 else ""
+        raise PipelineError(
+            f"splits {missing} are not in the dataset (it has {list(ds.splits)}){hint}"
+        )
+    img_enc, txt_enc = build_encoders(
+        image_encoder,
+        text_encoder,
+        open_clip_checkpoint=open_clip_checkpoint,
+        timm_checkpoint=timm_checkpoint,
+        progress=progress,
+    )
     return {
         s: data.extract_features(ds, s, img_enc, txt_enc, cache_dir, progress=progress)
         for s in splits
@@ -496,6 +527,9 @@ def compare(
             _write_compare(result_so_far(), Path(out_dir), plot=False)
 
     if references:
+        if log:  # the longest step of a run: say that it started
+            n = getattr(train, "num_images", None) or len(getattr(train, "image_ids", []))
+            log(f"full data: scoring the whole training split ({n} images) as the reference ...")
         t0 = time.perf_counter()
         res, cached = _full_data_result(train, test, protocol, val, reference_cache, cache_dir)
         mean, std = _result_stats(res)
@@ -844,6 +878,9 @@ def compare_pixels(
             _write_compare(result, Path(out_dir), plot=False)
 
     if references:
+        if log:  # the longest step of a run: say that it started
+            n = getattr(train, "num_images", None) or len(getattr(train, "image_ids", []))
+            log(f"full data: scoring the whole training split ({n} images) as the reference ...")
         t0 = time.perf_counter()
         res = evaluate_set(px["train"], px["test"], protocol, val=val)
         mean, std = _result_stats(res)

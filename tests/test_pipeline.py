@@ -126,3 +126,21 @@ def test_distill_selects_on_the_validation_split_and_needs_it(tmp_path: Path) ->
     assert res.rows[0].selected == chosen  # the same deterministic run
     row = json.loads((tmp_path / "results.json").read_text())["rows"][0]
     assert row["selected"] == chosen
+
+
+def test_compare_says_when_the_full_data_reference_starts(tmp_path: Path) -> None:
+    from hypervldd import pipeline
+    from hypervldd.eval import EvalProtocol
+    from tests._synth import clustered_features
+
+    train, _ = clustered_features(n_img=30, caps=2, seed=0)
+    test, _ = clustered_features(n_img=10, caps=2, seed=1)
+    lines: list[str] = []
+    proto = EvalProtocol(epochs=1, seeds=(0,), batch_size=32)
+    feats = {"train": train, "test": test}
+    pipeline.compare(feats, [], [], protocol=proto, cache_dir=tmp_path, log=lines.append)
+    # Announced before the work (the longest step of a run), then its result.
+    assert (
+        lines[0] == "full data: scoring the whole training split (30 images) as the reference ..."
+    )
+    assert lines[1].startswith("full data: mean recall")

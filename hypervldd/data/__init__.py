@@ -37,7 +37,11 @@ from .features import (
     load_feature_file,
     save_feature_file,
 )
+from .hf import load_hf_dataset, load_parquet
 from .loaders import load_blip_json, load_caption_table, load_karpathy_json
+from .sources import DatasetOptions, open_dataset
+from .splits import assign_split_ratios, limit_images, subset_images
+from .webdataset import load_webdataset
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -54,6 +58,14 @@ __all__ = [
     "load_karpathy_json",
     "load_blip_json",
     "load_caption_table",
+    "load_hf_dataset",
+    "load_parquet",
+    "load_webdataset",
+    "DatasetOptions",
+    "open_dataset",
+    "limit_images",
+    "assign_split_ratios",
+    "subset_images",
     "FrozenEncoder",
     "ImageEncoder",
     "TextEncoder",

@@ -23,10 +23,19 @@ from PIL import Image
 
 from ._io import sha256_json
 
-__all__ = ["PairedDataset", "PairedSplit", "assign_splits", "DEFAULT_SPLIT_FRACTIONS"]
+__all__ = [
+    "PairedDataset",
+    "PairedSplit",
+    "assign_splits",
+    "DEFAULT_SPLIT_FRACTIONS",
+    "SPLIT_ASSIGNMENT_KEY",
+]
 
 #: Fractions of image groups for (train, val, test) used by the built-in datasets.
 DEFAULT_SPLIT_FRACTIONS: Mapping[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+#: ``metadata`` key recording how splits were assigned after loading (ratios, seed).
+SPLIT_ASSIGNMENT_KEY = "split_assignment"
 
 # Bumped when the meaning of a data fingerprint changes, so old caches stop matching.
 _FINGERPRINT_VERSION = 1
@@ -136,21 +145,33 @@ class PairedSplit:
         bounds = np.searchsorted(self.caption_to_image[order], np.arange(self.num_images + 1))
         return [order[bounds[i] : bounds[i + 1]] for i in range(self.num_images)]
 
+    def _assignment(self) -> dict[str, Any]:
+        # Present only for splits assigned after loading, so the keys of datasets whose
+        # files carry their splits (and their feature caches) stay as they were.
+        got = self.dataset.metadata.get(SPLIT_ASSIGNMENT_KEY)
+        return {} if got is None else {"assignment": got}
+
     def image_fingerprint(self) -> str:
-        """Hash of the split's images (ids + digests), in order."""
+        """Hash of the split's images (ids + digests), in order, and any split assignment."""
         ds = self.dataset
         return sha256_json(
             {
                 "v": _FINGERPRINT_VERSION,
                 "dataset": ds.name,
                 "images": [[ds.image_ids[i], ds.image_digest(int(i))] for i in self.image_indices],
+                **self._assignment(),
             }
         )
 
     def text_fingerprint(self) -> str:
         """Hash of the split's captions, in order (the image pairing is not included)."""
         return sha256_json(
-            {"v": _FINGERPRINT_VERSION, "dataset": self.dataset.name, "captions": self.captions}
+            {
+                "v": _FINGERPRINT_VERSION,
+                "dataset": self.dataset.name,
+                "captions": self.captions,
+                **self._assignment(),
+            }
         )
 
     def fingerprint(self) -> str:

@@ -63,8 +63,14 @@ def _build(
     digest: DigestMode,
     check_files: bool,
     metadata: dict,
+    extra_meta: list[dict] | None = None,
 ) -> PairedDataset:
-    """Make a dataset from ``(image_id, path, split, captions)`` records (one per image)."""
+    """Make a dataset from ``(image_id, path, split, captions)`` records (one per image).
+
+    ``extra_meta`` (filled while the records are consumed) holds one dict of further
+    per-image fields per image; their union becomes ``image_meta`` columns (``None``
+    where an image lacks a field).
+    """
     ids: list[str] = []
     paths: list[Path] = []
     splits: list[str] = []
@@ -97,6 +103,10 @@ def _build(
     def loader(i: int) -> Image.Image:
         return _open_rgb(paths[i])
 
+    image_meta: dict[str, list] = {"path": [str(p) for p in paths]}
+    for key in dict.fromkeys(k for row in extra_meta or [] for k in row):
+        if key not in image_meta:
+            image_meta[key] = [row.get(key) for row in extra_meta or []]
     return PairedDataset(
         name=name,
         image_ids=ids,
@@ -105,7 +115,7 @@ def _build(
         image_splits=splits,
         image_loader=loader,
         image_digests=digests,
-        image_meta={"path": [str(p) for p in paths]},
+        image_meta=image_meta,
         metadata=metadata,
         image_paths=paths,
     )
@@ -156,6 +166,7 @@ def load_karpathy_json(
             f"json_path {json_path} must hold an object with an 'images' list (Karpathy layout)"
         )
     ds_name = name or str(data.get("dataset") or json_path.stem)
+    fields: list[dict] = []
 
     def records() -> Iterable[tuple[str, Path, str, list[str]]]:
         for k, item in enumerate(data["images"]):
@@ -173,6 +184,9 @@ def load_karpathy_json(
                 split = restval
             sub = item.get("filepath", "")
             image_id = str(item.get("cocoid", item.get("imgid", Path(filename).stem)))
+            # Every per-image field but the captions (imgid, cocoid, sentids, the file's
+            # own split such as "restval", ...) stays available to evaluation and plots.
+            fields.append({k: v for k, v in item.items() if k != "sentences"})
             yield image_id, image_root / sub / filename, split, caps
 
     return _build(
@@ -181,6 +195,7 @@ def load_karpathy_json(
         digest=digest,
         check_files=check_files,
         metadata={"source": "karpathy", "annotations": str(json_path)},
+        extra_meta=fields,
     )
 
 

@@ -163,6 +163,13 @@ def test_karpathy_json_loads_splits_captions_and_paths(tmp_path, coco):
     assert ds.split("test").load_image(0).getpixel((23, 0))[0] == 230
     dropped = load_karpathy_json(path, root, restval="drop")
     assert dropped.split("train").num_images == 1
+    # Every per-image field but the sentences is kept, the file's own split included.
+    assert ds.image_meta["imgid"] == [0, 1, 2, 3, 4]
+    assert ds.image_meta["split"] == ["train", "restval", "val", "test", "test"]
+    assert ds.image_meta["filename"][2] == "blue.png" and "sentences" not in ds.image_meta
+    assert ds.image_meta.get("cocoid") == ([1000, 1001, 1002, 1003, 1004] if coco else None)
+    assert dropped.image_meta["imgid"] == [0, 2, 3, 4]
+    assert ds.split("test").image_meta["imgid"] == [3, 4]
 
 
 def test_karpathy_json_missing_images_and_bad_layout(tmp_path):
