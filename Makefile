@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # The tested torch pair (a CUDA build; it runs on the CPU too).
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= dev,encoders
+EXTRAS ?= dev,encoders,hf
 DEBIAN_DATA := fonts-noto-color-emoji unicode-data dataset-fashion-mnist wordnet-base
 PYTEST_ARGS ?=
 
