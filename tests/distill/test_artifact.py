@@ -137,3 +137,14 @@ def test_invalid_sets_are_refused():
         SyntheticSet(torch.zeros(2, 2), torch.zeros(2, 2), "m", similarity=torch.eye(3))
     with pytest.raises(ValueError, match="4-D"):
         SyntheticSet(torch.zeros(2, 2), torch.zeros(2, 2), "m", image_kind="pixels")
+
+
+def test_saved_artifact_respects_the_umask(tmp_path):
+    import stat
+
+    saved = os.umask(0o027)
+    try:
+        p = _set().save(tmp_path / "set.safetensors")
+    finally:
+        os.umask(saved)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o640
