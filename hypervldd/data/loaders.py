@@ -73,6 +73,13 @@ def _build(
     for image_id, path, split, caps in records:
         if not caps:
             raise ValueError(f"image {image_id!r} ({path}) has no captions")
+        blank = [j for j, c in enumerate(caps) if not c.strip()]
+        if blank:
+            # An empty caption would be encoded as a real text and trained on as a pair.
+            raise ValueError(
+                f"image {image_id!r} ({path}) has a blank caption (caption {blank[0]} of "
+                f"{len(caps)}); remove it or give it text"
+            )
         k = len(ids)
         ids.append(image_id)
         paths.append(path)
@@ -252,11 +259,13 @@ def load_blip_json(
     )
 
 
-def _read_table(path: Path) -> list[dict]:
+def _read_table(path: Path) -> list[tuple[int, dict]]:
+    """The rows of a CSV or JSONL table, each with the line number it ends on."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            return [(reader.line_num, row) for row in reader]
     if suffix in (".jsonl", ".ndjson"):
         rows = []
         with open(path, encoding="utf-8") as f:
@@ -269,7 +278,7 @@ def _read_table(path: Path) -> list[dict]:
                     raise ValueError(f"line {line_no} of {path} is not valid JSON: {e}") from e
                 if not isinstance(row, dict):
                     raise ValueError(f"line {line_no} of {path} must be a JSON object")
-                rows.append(row)
+                rows.append((line_no, row))
         return rows
     raise ValueError(f"path must end in .csv, .jsonl or .ndjson, got {path.name!r}")
 
@@ -300,13 +309,18 @@ def load_caption_table(
     root = Path(image_root) if image_root is not None else path.parent
     rows = _read_table(path)
     by_image: dict[str, tuple[str, list[str]]] = {}
-    for k, row in enumerate(rows):
+    for line_no, row in rows:
         img = row.get(image_column)
         cap = row.get(caption_column)
         if not isinstance(img, str) or not img or not isinstance(cap, str):
             raise ValueError(
-                f"row {k} of {path} needs string columns {image_column!r} and {caption_column!r}, "
-                f"got {row!r}"
+                f"line {line_no} of {path} needs string columns {image_column!r} and "
+                f"{caption_column!r}, got {row!r}"
+            )
+        if not cap.strip():
+            raise ValueError(
+                f"line {line_no} of {path}: the {caption_column!r} of image {img!r} is blank; "
+                "remove the row or give it a caption"
             )
         split = row.get(split_column) or default_split
         if img in by_image:

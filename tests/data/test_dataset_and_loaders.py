@@ -270,3 +270,39 @@ def test_bad_tables_are_refused(tmp_path, content, suffix, message):
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
         load_caption_table(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "message"),
+    [
+        ("image,caption\nx.png,a cat\nx.png,\n", ".csv", r"line 3 of .*t\.csv.*'x\.png' is blank"),
+        ("image,caption\nx.png,a cat\nx.png,   \n", ".csv", r"line 3 of .*is blank"),
+        ('image,caption\nx.png,"a\nb"\nx.png,"\t"\n', ".csv", r"line 4 of .*is blank"),
+        (
+            '{"image": "x.png", "caption": "a cat"}\n\n{"image": "x.png", "caption": " "}\n',
+            ".jsonl",
+            r"line 3 of .*t\.jsonl.*is blank",
+        ),
+        ('{"image": "x.png", "caption": ""}\n', ".jsonl", r"line 1 of .*is blank"),
+    ],
+)
+def test_blank_captions_in_a_table_are_refused_naming_the_line(tmp_path, content, suffix, message):
+    make_png(tmp_path / "x.png", (0, 0, 0))
+    path = tmp_path / f"t{suffix}"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_caption_table(path)
+
+
+def test_blank_captions_in_a_karpathy_json_are_refused(tmp_path):
+    make_png(tmp_path / "img" / "a.png", (0, 0, 0))
+    ann = {
+        "dataset": "t",
+        "images": [
+            {"filename": "a.png", "split": "train", "sentences": [{"raw": "a"}, {"raw": "  "}]}
+        ],
+    }
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps(ann))
+    with pytest.raises(ValueError, match=r"image 'a' .* blank caption \(caption 1 of 2\)"):
+        load_karpathy_json(path, tmp_path / "img")
