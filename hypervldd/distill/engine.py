@@ -568,7 +568,8 @@ class GradientDistiller(Distiller):
                 tensors[f"aux.{name}.{k}"] = v.detach().clone()
         manifest = {
             "format": CHECKPOINT_FORMAT,
-            "format_version": 1,
+            # 2: the checksum covers this JSON too (optimiser settings, step, history)
+            "format_version": 2,
             "identity": identity,
             "step": step,
             "history": history,

@@ -290,3 +290,25 @@ def test_a_partial_engine_override_keeps_the_methods_own_engine_defaults():
     assert raha.config.engine.iterations == 2000 and raha.config.engine.keep_best
     with pytest.raises(ValueError, match="unknown key"):
         get_distiller("mtt", {"engine": {"iteration": 7}})
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.update(step=5),
+        lambda m: m["optimizers"]["main"]["param_groups"][0].update(lr=50.0),
+        lambda m: m["history"][0].update(loss=0.0),
+    ],
+)
+def test_an_edited_checkpoint_manifest_is_refused(real, tmp_path, edit):
+    from .test_artifact import _rewrite_manifest
+
+    _covmatch(checkpoint_every=5, iterations=10).fit(real, 10, seed=1, checkpoint_dir=tmp_path)
+    _rewrite_manifest(tmp_path / "step_00000010.safetensors", edit)
+    with pytest.warns(UserWarning, match="step_00000010.*checksum mismatch"):
+        resumed = _covmatch(checkpoint_every=5, iterations=10).fit(
+            real, 10, seed=1, checkpoint_dir=tmp_path, resume=True
+        )
+    fresh = _covmatch(iterations=10).fit(real, 10, seed=1)
+    assert torch.equal(resumed.image, fresh.image) and torch.equal(resumed.text, fresh.text)
+    assert resumed.history == fresh.history
