@@ -212,12 +212,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .distill import SyntheticSet
     from .pipeline import evaluate_set
 
+    syn = None if args.full_data else SyntheticSet.load(args.artifact)  # refused before work
     feats = _features(args)
-    train = feats["train"] if args.full_data else SyntheticSet.load(args.artifact)
+    label = ""
+    if syn is not None:
+        label = _provenance_label(syn, feats["train"], args)
+    train = feats["train"] if syn is None else syn
     res = evaluate_set(train, feats["test"], _protocol(args), val=feats.get("val"))
     if _is_main():
+        if label:
+            print(label)
         print(res.summary() if hasattr(res, "summary") else res)
+        if label:
+            print(label)
     return 0
+
+
+def _provenance_label(syn, train, args: argparse.Namespace) -> str:  # noqa: ANN001
+    """Refuse an artifact of other data, or with --allow-mismatch the line labelling output."""
+    from .distill import check_provenance
+    from .distill.provenance import mismatch_label
+
+    found = check_provenance(
+        syn, train, allow_mismatch=args.allow_mismatch, where=str(args.artifact)
+    )
+    return f"{mismatch_label(found)}: " + "; ".join(found) if found else ""
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -341,14 +360,39 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         real = _features(args, ("train",))["train"]
         if args.grid:
             dataset = _load_dataset(args.dataset, args.limit, not args.no_progress, args.image_root)
-    info = inspect_artifact(args.artifact, real, k=args.k, grid_png=args.grid, dataset=dataset)
+    info = inspect_artifact(
+        args.artifact,
+        real,
+        k=args.k,
+        grid_png=args.grid,
+        dataset=dataset,
+        allow_mismatch=args.allow_mismatch,
+    )
+    label = ""
+    if info.get("provenance_mismatch"):
+        from .distill.provenance import mismatch_label
+
+        found = info["provenance_mismatch"]
+        label = f"{mismatch_label(found)}: " + "; ".join(found)
+        print(label)
     print(json.dumps(info["manifest"], indent=2, default=str))
     print(f"pairs: {info['pairs']}, stored floats: {info['storage_floats']}")
     for i, caps in enumerate(info.get("nearest_captions", [])):
         print(f"[{i}] image ~ {info['nearest_images'][i]}; text ~ " + " | ".join(caps))
     if info.get("grid_png"):
         print(f"grid of nearest real images: {info['grid_png']}")
+    if label:
+        print(label)
     return 0
+
+
+def _allow_mismatch_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="go on when the artifact was distilled from other data or encoders than those "
+        "given (refused by default); every output is then labelled",
+    )
 
 
 def _add_pipeline(sub: argparse._SubParsersAction) -> None:
@@ -374,6 +418,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--artifact", help="a synthetic-set artifact")
     g.add_argument("--full-data", action="store_true", help="the full training split instead")
+    _allow_mismatch_arg(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("compare", help="several methods and budgets under one protocol")
@@ -427,6 +472,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(dataset=None)
     p.add_argument("--k", type=int, default=3, help="nearest captions per synthetic text")
     p.add_argument("--grid", default=None, help="PNG grid of the nearest real images")
+    _allow_mismatch_arg(p)
     p.set_defaults(func=_cmd_inspect)
 
 

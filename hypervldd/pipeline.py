@@ -672,13 +672,17 @@ def inspect_artifact(
     k: int = 3,
     grid_png: str | os.PathLike | None = None,
     dataset: Any = None,
+    allow_mismatch: bool = False,
 ) -> dict[str, Any]:
     """Manifest, budget and, with real features, the nearest real captions of each synthetic text.
 
     With ``grid_png`` and the dataset, also writes a PNG grid of the nearest real
     image of each synthetic image feature (feature-space sets have no pixels).
+    ``real`` must be the training features the set was distilled from (fingerprint and
+    encoders; :func:`hypervldd.distill.check_provenance`); with ``allow_mismatch`` the
+    differences are listed in ``info["provenance_mismatch"]`` and the grid is labelled.
     """
-    from .distill import SyntheticSet
+    from .distill import SyntheticSet, check_provenance
 
     syn = SyntheticSet.load(path)
     info: dict[str, Any] = {
@@ -688,6 +692,9 @@ def inspect_artifact(
     }
     if real is None:
         return info
+    found = check_provenance(syn, real, allow_mismatch=allow_mismatch, where=str(path))
+    if found:
+        info["provenance_mismatch"] = found
     txt = torch.nn.functional.normalize(real.text_features.float(), dim=-1)
     img = torch.nn.functional.normalize(real.image_features.float(), dim=-1)
     syn_txt = torch.nn.functional.normalize(syn.text.float(), dim=-1)
@@ -700,13 +707,14 @@ def inspect_artifact(
     near_img = (syn_img @ img.T).argmax(dim=-1)
     info["nearest_images"] = [real.image_ids[int(j)] for j in near_img]
     if grid_png is not None and dataset is not None:
-        _image_grid(dataset, real, near_img.tolist(), Path(grid_png))
+        label = "PROVENANCE MISMATCH" if found else ""
+        _image_grid(dataset, real, near_img.tolist(), Path(grid_png), label=label)
         info["grid_png"] = str(grid_png)
     return info
 
 
-def _image_grid(dataset: Any, real: Any, indices: list[int], out: Path) -> None:
-    from PIL import Image
+def _image_grid(dataset: Any, real: Any, indices: list[int], out: Path, *, label: str = "") -> None:
+    from PIL import Image, ImageDraw
 
     from .data._io import atomic_path
 
@@ -720,6 +728,11 @@ def _image_grid(dataset: Any, real: Any, indices: list[int], out: Path) -> None:
         canvas.paste(
             im.convert("RGB").resize((side, side)), ((n % cols) * side, (n // cols) * side)
         )
+    if label:  # a grid of mismatched data must say so wherever the PNG ends up
+        band = Image.new("RGB", (max(canvas.width, 160), canvas.height + 14), (200, 0, 0))
+        band.paste(canvas, (0, 14))
+        ImageDraw.Draw(band).text((2, 1), label, fill="white")
+        canvas = band
     with atomic_path(out) as tmp:
         canvas.save(tmp, format="PNG")
 

@@ -51,3 +51,54 @@ def test_method_configs_are_checked_before_any_work(
     code = main(["compare", "--methods", "random", "--method-configs", configs])
     assert code == 1
     assert message in capsys.readouterr().err
+
+
+def _paired(seed: int):
+    from hypervldd.data import PairedFeatures
+    from tests._synth import clustered_features
+
+    fs, _ = clustered_features(n_img=16, caps=2, d_img=6, d_txt=4, seed=seed)
+    return PairedFeatures(
+        fs.image,
+        fs.text,
+        fs.txt2img,
+        [f"i{k}" for k in range(16)],
+        [f"caption {k}" for k in range(32)],
+        metadata={"image_encoder": "enc-i", "text_encoder": "enc-t", "split": "train"},
+    )
+
+
+_TINY = '{"epochs": 1, "lr_decay_epochs": [], "student": {"width": 8}}'
+
+
+def test_evaluate_and_inspect_refuse_an_artifact_of_other_data(
+    tmp_path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    import hypervldd.cli as cli
+    from hypervldd.distill import get_distiller
+
+    art = get_distiller("random", {}).fit(_paired(0), 4, seed=0).save(tmp_path / "a.safetensors")
+    other = {"train": _paired(1), "val": _paired(2), "test": _paired(3)}
+    monkeypatch.setattr(cli, "_features", lambda args, splits=None: other)
+    ev = ["evaluate", "--artifact", str(art), "--protocol", _TINY, "--seeds", "1"]
+    assert main(ev) == 1
+    err = capsys.readouterr().err
+    assert "does not match the data given: data fingerprint" in err and "--allow-mismatch" in err
+    assert main(["inspect", str(art), "--dataset", "x"]) == 1
+    assert "does not match the data given" in capsys.readouterr().err
+
+    with pytest.warns(UserWarning, match="PROVENANCE MISMATCH"):
+        assert main([*ev, "--allow-mismatch"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("PROVENANCE MISMATCH (--allow-mismatch): data fingerprint")
+    assert lines[-1] == lines[0] and any("TR@1" in x for x in lines)
+    with pytest.warns(UserWarning, match="PROVENANCE MISMATCH"):
+        assert main(["inspect", str(art), "--dataset", "x", "--allow-mismatch"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("PROVENANCE MISMATCH") and lines[-1] == lines[0]
+
+    same = {"train": _paired(0), "val": _paired(2), "test": _paired(3)}
+    monkeypatch.setattr(cli, "_features", lambda args, splits=None: same)
+    assert main(ev) == 0
+    out = capsys.readouterr().out
+    assert "TR@1" in out and "MISMATCH" not in out

@@ -126,3 +126,34 @@ def test_distill_selects_on_the_validation_split_and_needs_it(tmp_path: Path) ->
     assert res.rows[0].selected == chosen  # the same deterministic run
     row = json.loads((tmp_path / "results.json").read_text())["rows"][0]
     assert row["selected"] == chosen
+
+
+def test_inspect_labels_the_grid_of_a_mismatched_artifact(tmp_path: Path) -> None:
+    from hypervldd.distill import ProvenanceError, get_distiller
+    from hypervldd.pipeline import inspect_artifact
+    from tests.test_cli import _paired
+
+    art = get_distiller("random", {}).fit(_paired(0), 4, seed=0).save(tmp_path / "a.safetensors")
+
+    class _Split:
+        def load_image(self, i: int) -> Image.Image:
+            return Image.new("RGB", (8, 8), (0, 0, 255))
+
+    class _Data:
+        def split(self, name: str) -> _Split:
+            return _Split()
+
+    with pytest.raises(ProvenanceError, match="data fingerprint"):
+        inspect_artifact(art, _paired(1), grid_png=tmp_path / "g.png", dataset=_Data())
+    assert not (tmp_path / "g.png").exists()
+    plain = inspect_artifact(art, _paired(0), grid_png=tmp_path / "ok.png", dataset=_Data())
+    assert "provenance_mismatch" not in plain
+    with pytest.warns(UserWarning, match="PROVENANCE MISMATCH"):
+        info = inspect_artifact(
+            art, _paired(1), grid_png=tmp_path / "g.png", dataset=_Data(), allow_mismatch=True
+        )
+    assert info["provenance_mismatch"][0].startswith("data fingerprint")
+    ok, bad = Image.open(tmp_path / "ok.png"), Image.open(tmp_path / "g.png")
+    assert bad.height == ok.height + 14  # the red band that says so
+    assert bad.convert("RGB").getpixel((bad.width - 1, 0)) == (200, 0, 0)
+    assert ok.convert("RGB").getpixel((0, 0)) == (0, 0, 255)
