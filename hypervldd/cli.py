@@ -395,6 +395,36 @@ def _allow_mismatch_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _force_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--force", action="store_true", help=f"replace an existing {what}")
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse unusable output paths before any work (the data may take minutes to encode)."""
+    from ._paths import check_output_dir, check_output_file
+
+    force = bool(getattr(args, "force", False))
+    if getattr(args, "out", None):
+        check_output_file(args.out, what="--out", force=force)
+    if getattr(args, "grid", None):
+        check_output_file(args.grid, what="--grid", force=force)
+    if getattr(args, "out_dir", None):
+        out_dir = check_output_dir(args.out_dir, what="--out-dir")
+        if (out_dir / "results.json").exists() and not force:
+            raise CliError(
+                f"--out-dir {out_dir} already holds results.json; pass --force to replace it"
+            )
+    if hasattr(args, "cache_dir") and getattr(args, "dataset", None):
+        from .data._io import default_cache_dir
+
+        check_output_dir(args.cache_dir or default_cache_dir(), what="--cache-dir")
+    if getattr(args, "checkpoint_dir", None):
+        from .distill.engine import check_checkpoint_dir
+
+        check_output_dir(args.checkpoint_dir, what="--checkpoint-dir")
+        check_checkpoint_dir(args.checkpoint_dir, resume=bool(getattr(args, "resume", False)))
+
+
 def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="encode a dataset's splits into the feature cache")
     _data_args(p)
@@ -409,6 +439,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="artifact path (.safetensors)")
     p.add_argument("--checkpoint-dir", default=None)
     p.add_argument("--resume", action="store_true", help="resume from --checkpoint-dir")
+    _force_arg(p, "--out file")
     _protocol_args(p)  # the students that validate (engine.validate_every, keep_best)
     p.set_defaults(func=_cmd_distill)
 
@@ -429,6 +460,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="distillation seed")
     p.add_argument("--out-dir", default=None, help="write results.md/.json and a plot here")
     p.add_argument("--no-references", action="store_true", help="skip the full-data row")
+    _force_arg(p, "results.json in --out-dir")
     p.add_argument(
         "--pixels",
         type=int,
@@ -472,6 +504,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(dataset=None)
     p.add_argument("--k", type=int, default=3, help="nearest captions per synthetic text")
     p.add_argument("--grid", default=None, help="PNG grid of the nearest real images")
+    _force_arg(p, "--grid file")
     _allow_mismatch_arg(p)
     p.set_defaults(func=_cmd_inspect)
 
@@ -496,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (an OSError without a message gets its type)."""
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -507,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .distributed import init_from_env
 
             init_from_env()
+        _check_output_paths(args)
         return int(args.func(args) or 0)
     except RuntimeError as err:
         if not distributed or type(err).__name__ != "DistributedError":
@@ -516,10 +556,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as err:
         print(f"hypervldd: error: {err}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, PermissionError, ImportError) as err:
-        # Expected failures of the layers below (bad files, missing data
-        # packages, invalid configs) carry messages that name what is wrong.
-        print(f"hypervldd: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, ImportError) as err:
+        # Expected failures of the layers below (bad files, missing data packages, invalid
+        # configs, and any OSError: a full disk, a directory where a file was expected)
+        # carry messages that name what is wrong.
+        print(f"hypervldd: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("hypervldd: interrupted", file=sys.stderr)

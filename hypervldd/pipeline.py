@@ -217,9 +217,12 @@ def distill(
     arguments; the gradient-based methods share the work, every rank returns the same set,
     and rank 0 alone writes ``out`` (and the checkpoints).
     """
+    from ._paths import check_output_file
     from .distill import get_distiller
     from .distributed import is_main_process
 
+    if out is not None:  # before the work: a directory or a path under a file would lose it
+        check_output_file(out, what="out", force=True)
     distiller = get_distiller(method, dict(config or {}))
     eng = _validating_engine(distiller)
     validate = None
@@ -468,7 +471,11 @@ def compare(
     features, the protocol and the versions (:mod:`hypervldd.eval.result_cache`), and
     reused by later runs with the same key: it is most of the cost of a compare run.
     """
+    from ._paths import check_output_dir
     from .eval import EvalProtocol
+
+    if out_dir is not None:  # before the work: a file here would lose every row at the end
+        check_output_dir(out_dir, what="out_dir")
 
     if "train" not in features or "test" not in features:
         raise PipelineError("features must contain the 'train' and 'test' splits")
@@ -682,8 +689,11 @@ def inspect_artifact(
     encoders; :func:`hypervldd.distill.check_provenance`); with ``allow_mismatch`` the
     differences are listed in ``info["provenance_mismatch"]`` and the grid is labelled.
     """
+    from ._paths import check_output_file
     from .distill import SyntheticSet, check_provenance
 
+    if grid_png is not None:
+        check_output_file(grid_png, what="grid_png", force=True)
     syn = SyntheticSet.load(path)
     info: dict[str, Any] = {
         "manifest": syn.manifest(),
@@ -830,7 +840,11 @@ def compare_pixels(
     (``protocol.pixel``: a ConvNet by default) trained on pixels. The full-data
     reference trains on all real caption pairs' pixels.
     """
+    from ._paths import check_output_dir
     from .eval import EvalProtocol
+
+    if out_dir is not None:  # before the work: a file here would lose every row at the end
+        check_output_dir(out_dir, what="out_dir")
 
     if "train" not in features or "test" not in features:
         raise PipelineError("features must contain the 'train' and 'test' splits")

@@ -157,3 +157,24 @@ def test_inspect_labels_the_grid_of_a_mismatched_artifact(tmp_path: Path) -> Non
     assert bad.height == ok.height + 14  # the red band that says so
     assert bad.convert("RGB").getpixel((bad.width - 1, 0)) == (200, 0, 0)
     assert ok.convert("RGB").getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_pipeline_checks_output_paths_before_the_work(tmp_path: Path, monkeypatch) -> None:
+    from hypervldd import pipeline
+    from hypervldd._paths import OutputPathError
+    from hypervldd.distill import base
+    from tests.test_cli import _paired
+
+    (tmp_path / "f").write_text("x")
+
+    def no_fit(*a, **k):
+        raise AssertionError("the work started before the output path was checked")
+
+    monkeypatch.setattr(base.Distiller, "fit", no_fit)
+    with pytest.raises(OutputPathError, match="out .* is a directory"):
+        pipeline.distill(_paired(0), "random", 2, out=tmp_path)
+    with pytest.raises(OutputPathError, match="out .*/f is a file"):
+        pipeline.distill(_paired(0), "random", 2, out=tmp_path / "f" / "s.safetensors")
+    feats = {"train": _paired(0), "test": _paired(1)}
+    with pytest.raises(OutputPathError, match="out_dir .*/f is a file"):
+        pipeline.compare(feats, ["random"], [2], out_dir=tmp_path / "f")
