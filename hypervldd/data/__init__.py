@@ -37,7 +37,7 @@ from .features import (
     load_feature_file,
     save_feature_file,
 )
-from .loaders import load_blip_json, load_caption_table, load_karpathy_json
+from .loaders import ImageFileError, load_blip_json, load_caption_table, load_karpathy_json
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -54,6 +54,7 @@ __all__ = [
     "load_karpathy_json",
     "load_blip_json",
     "load_caption_table",
+    "ImageFileError",
     "FrozenEncoder",
     "ImageEncoder",
     "TextEncoder",

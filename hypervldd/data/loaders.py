@@ -26,7 +26,13 @@ from PIL import Image
 from ._io import sha256_file
 from .dataset import PairedDataset
 
-__all__ = ["load_karpathy_json", "load_blip_json", "load_caption_table", "file_digest"]
+__all__ = [
+    "load_karpathy_json",
+    "load_blip_json",
+    "load_caption_table",
+    "file_digest",
+    "ImageFileError",
+]
 
 DigestMode = Literal["stat", "content"]
 
@@ -51,9 +57,25 @@ def file_digest(path: Path, mode: DigestMode = "stat") -> str:
     raise ValueError(f"digest must be 'stat' or 'content', got {mode!r}")
 
 
+class ImageFileError(ValueError):
+    """A dataset's image file exists but cannot be read as an image (corrupt, truncated, other)."""
+
+
 def _open_rgb(path: Path) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")  # decodes: a truncated file fails here, not later
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"image file {path} is gone (moved or deleted after the dataset was loaded)"
+        ) from err
+    # PIL raises OSError (unidentified, truncated), SyntaxError, ValueError or its own
+    # DecompressionBombError for files that are not valid images.
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageFileError(
+            f"image file {path} cannot be read as an image ({type(err).__name__}: {err}); "
+            "replace it with a valid image, or remove it and its captions from the dataset"
+        ) from err
 
 
 def _build(

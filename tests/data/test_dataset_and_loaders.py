@@ -306,3 +306,23 @@ def test_blank_captions_in_a_karpathy_json_are_refused(tmp_path):
     path.write_text(json.dumps(ann))
     with pytest.raises(ValueError, match=r"image 'a' .* blank caption \(caption 1 of 2\)"):
         load_karpathy_json(path, tmp_path / "img")
+
+
+def test_corrupt_or_non_image_files_name_the_file_and_what_to_do(tmp_path):
+    from hypervldd.data import ImageFileError
+
+    make_png(tmp_path / "good.png", (0, 0, 0))
+    raw = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "text.png").write_text("this is not an image")
+    (tmp_path / "cut.png").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "t.csv").write_text(
+        "image,caption\ngood.png,a black square\ntext.png,a note\ncut.png,half a square\n"
+    )
+    ds = load_caption_table(tmp_path / "t.csv")
+    assert ds.load_image(0).size == Image.open(tmp_path / "good.png").size
+    for i, name in ((1, "text.png"), (2, "cut.png")):
+        with pytest.raises(ImageFileError, match=rf"image file .*{name} cannot be read .*replace"):
+            ds.load_image(i)
+    (tmp_path / "good.png").unlink()
+    with pytest.raises(FileNotFoundError, match="good.png is gone"):
+        ds.load_image(0)
