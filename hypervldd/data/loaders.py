@@ -192,9 +192,10 @@ def load_karpathy_json(
                 filename = item["filename"]
                 split = item["split"]
                 caps = [s["raw"].strip() for s in item["sentences"]]
-            except (KeyError, TypeError) as e:
+            except (KeyError, TypeError, AttributeError) as e:
                 raise ValueError(
-                    f"images[{k}] in {json_path} lacks 'filename', 'split' or 'sentences[].raw'"
+                    f"images[{k}] in {json_path} lacks 'filename', 'split' or 'sentences[].raw' "
+                    "(a string)"
                 ) from e
             if split == "restval":
                 if restval == "drop":
@@ -255,7 +256,12 @@ def load_blip_json(
                 )
             rel = item["image"]
             caps = item["caption"]
-            caps = [caps] if isinstance(caps, str) else list(caps)
+            caps = [caps] if isinstance(caps, str) else caps
+            if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+                raise ValueError(
+                    f"entry {k} of {path}: 'caption' must be a string or a list of strings, "
+                    f"got {item['caption']!r}"
+                )
             if rel in by_image:
                 prev_split, prev_caps = by_image[rel]
                 if prev_split != split:

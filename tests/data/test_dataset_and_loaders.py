@@ -326,3 +326,18 @@ def test_corrupt_or_non_image_files_name_the_file_and_what_to_do(tmp_path):
     (tmp_path / "good.png").unlink()
     with pytest.raises(FileNotFoundError, match="good.png is gone"):
         ds.load_image(0)
+
+
+def test_non_string_captions_in_json_files_are_refused(tmp_path):
+    make_png(tmp_path / "a.png", (0, 0, 0))
+    k = {"images": [{"filename": "a.png", "split": "train", "sentences": [{"raw": None}]}]}
+    (tmp_path / "k.json").write_text(json.dumps(k))
+    with pytest.raises(ValueError, match=r"images\[0\] .* 'sentences\[\]\.raw' \(a string\)"):
+        load_karpathy_json(tmp_path / "k.json", tmp_path)
+    (tmp_path / "flickr30k_train.json").write_text(json.dumps([{"image": "a.png", "caption": 5}]))
+    with pytest.raises(ValueError, match=r"entry 0 of .*'caption' must be a string or a list"):
+        load_blip_json(tmp_path, tmp_path, "flickr30k", splits=("train",))
+    bad = [{"image": "a.png", "caption": ["fine", ""]}]
+    (tmp_path / "flickr30k_train.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"image 'a\.png' .* blank caption \(caption 1 of 2\)"):
+        load_blip_json(tmp_path, tmp_path, "flickr30k", splits=("train",))
