@@ -249,12 +249,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .distill import SyntheticSet
     from .pipeline import evaluate_set
 
+    syn = None if args.full_data else SyntheticSet.load(args.artifact)  # refused before work
     feats = _features(args)
-    train = feats["train"] if args.full_data else SyntheticSet.load(args.artifact)
+    label = ""
+    if syn is not None:
+        label = _provenance_label(syn, feats["train"], args)
+    train = feats["train"] if syn is None else syn
     res = evaluate_set(train, feats["test"], _protocol(args), val=feats.get("val"))
     if _is_main():
+        if label:
+            print(label)
         print(res.summary() if hasattr(res, "summary") else res)
+        if label:
+            print(label)
     return 0
+
+
+def _provenance_label(syn, train, args: argparse.Namespace) -> str:  # noqa: ANN001
+    """Refuse an artifact of other data, or with --allow-mismatch the line labelling output."""
+    from .distill import check_provenance
+    from .distill.provenance import mismatch_label
+
+    found = check_provenance(
+        syn, train, allow_mismatch=args.allow_mismatch, where=str(args.artifact)
+    )
+    return f"{mismatch_label(found)}: " + "; ".join(found) if found else ""
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -396,14 +415,69 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                 args.image_root,
                 _dataset_options(args),
             )
-    info = inspect_artifact(args.artifact, real, k=args.k, grid_png=args.grid, dataset=dataset)
+    info = inspect_artifact(
+        args.artifact,
+        real,
+        k=args.k,
+        grid_png=args.grid,
+        dataset=dataset,
+        allow_mismatch=args.allow_mismatch,
+    )
+    label = ""
+    if info.get("provenance_mismatch"):
+        from .distill.provenance import mismatch_label
+
+        found = info["provenance_mismatch"]
+        label = f"{mismatch_label(found)}: " + "; ".join(found)
+        print(label)
     print(json.dumps(info["manifest"], indent=2, default=str))
     print(f"pairs: {info['pairs']}, stored floats: {info['storage_floats']}")
     for i, caps in enumerate(info.get("nearest_captions", [])):
         print(f"[{i}] image ~ {info['nearest_images'][i]}; text ~ " + " | ".join(caps))
     if info.get("grid_png"):
         print(f"grid of nearest real images: {info['grid_png']}")
+    if label:
+        print(label)
     return 0
+
+
+def _allow_mismatch_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="go on when the artifact was distilled from other data or encoders than those "
+        "given (refused by default); every output is then labelled",
+    )
+
+
+def _force_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--force", action="store_true", help=f"replace an existing {what}")
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse unusable output paths before any work (the data may take minutes to encode)."""
+    from ._paths import check_output_dir, check_output_file
+
+    force = bool(getattr(args, "force", False))
+    if getattr(args, "out", None):
+        check_output_file(args.out, what="--out", force=force)
+    if getattr(args, "grid", None):
+        check_output_file(args.grid, what="--grid", force=force)
+    if getattr(args, "out_dir", None):
+        out_dir = check_output_dir(args.out_dir, what="--out-dir")
+        if (out_dir / "results.json").exists() and not force:
+            raise CliError(
+                f"--out-dir {out_dir} already holds results.json; pass --force to replace it"
+            )
+    if hasattr(args, "cache_dir") and getattr(args, "dataset", None):
+        from .data._io import default_cache_dir
+
+        check_output_dir(args.cache_dir or default_cache_dir(), what="--cache-dir")
+    if getattr(args, "checkpoint_dir", None):
+        from .distill.engine import check_checkpoint_dir
+
+        check_output_dir(args.checkpoint_dir, what="--checkpoint-dir")
+        check_checkpoint_dir(args.checkpoint_dir, resume=bool(getattr(args, "resume", False)))
 
 
 def _add_pipeline(sub: argparse._SubParsersAction) -> None:
@@ -420,6 +494,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="artifact path (.safetensors)")
     p.add_argument("--checkpoint-dir", default=None)
     p.add_argument("--resume", action="store_true", help="resume from --checkpoint-dir")
+    _force_arg(p, "--out file")
     _protocol_args(p)  # the students that validate (engine.validate_every, keep_best)
     p.set_defaults(func=_cmd_distill)
 
@@ -429,6 +504,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--artifact", help="a synthetic-set artifact")
     g.add_argument("--full-data", action="store_true", help="the full training split instead")
+    _allow_mismatch_arg(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("compare", help="several methods and budgets under one protocol")
@@ -439,6 +515,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="distillation seed")
     p.add_argument("--out-dir", default=None, help="write results.md/.json and a plot here")
     p.add_argument("--no-references", action="store_true", help="skip the full-data row")
+    _force_arg(p, "results.json in --out-dir")
     p.add_argument(
         "--pixels",
         type=int,
@@ -482,6 +559,8 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(dataset=None)
     p.add_argument("--k", type=int, default=3, help="nearest captions per synthetic text")
     p.add_argument("--grid", default=None, help="PNG grid of the nearest real images")
+    _force_arg(p, "--grid file")
+    _allow_mismatch_arg(p)
     p.set_defaults(func=_cmd_inspect)
 
 
@@ -505,6 +584,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (an OSError without a message gets its type)."""
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -516,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .distributed import init_from_env
 
             init_from_env()
+        _check_output_paths(args)
         return int(args.func(args) or 0)
     except RuntimeError as err:
         if not distributed or type(err).__name__ != "DistributedError":
@@ -525,10 +611,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as err:
         print(f"hypervldd: error: {err}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, PermissionError, ImportError) as err:
-        # Expected failures of the layers below (bad files, missing data
-        # packages, invalid configs) carry messages that name what is wrong.
-        print(f"hypervldd: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, ImportError) as err:
+        # Expected failures of the layers below (bad files, missing data packages, invalid
+        # configs, and any OSError: a full disk, a directory where a file was expected)
+        # carry messages that name what is wrong.
+        print(f"hypervldd: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("hypervldd: interrupted", file=sys.stderr)

@@ -248,9 +248,12 @@ def distill(
     arguments; the gradient-based methods share the work, every rank returns the same set,
     and rank 0 alone writes ``out`` (and the checkpoints).
     """
+    from ._paths import check_output_file
     from .distill import get_distiller
     from .distributed import is_main_process
 
+    if out is not None:  # before the work: a directory or a path under a file would lose it
+        check_output_file(out, what="out", force=True)
     distiller = get_distiller(method, dict(config or {}))
     eng = _validating_engine(distiller)
     validate = None
@@ -499,7 +502,11 @@ def compare(
     features, the protocol and the versions (:mod:`hypervldd.eval.result_cache`), and
     reused by later runs with the same key: it is most of the cost of a compare run.
     """
+    from ._paths import check_output_dir
     from .eval import EvalProtocol
+
+    if out_dir is not None:  # before the work: a file here would lose every row at the end
+        check_output_dir(out_dir, what="out_dir")
 
     if "train" not in features or "test" not in features:
         raise PipelineError("features must contain the 'train' and 'test' splits")
@@ -706,14 +713,21 @@ def inspect_artifact(
     k: int = 3,
     grid_png: str | os.PathLike | None = None,
     dataset: Any = None,
+    allow_mismatch: bool = False,
 ) -> dict[str, Any]:
     """Manifest, budget and, with real features, the nearest real captions of each synthetic text.
 
     With ``grid_png`` and the dataset, also writes a PNG grid of the nearest real
     image of each synthetic image feature (feature-space sets have no pixels).
+    ``real`` must be the training features the set was distilled from (fingerprint and
+    encoders; :func:`hypervldd.distill.check_provenance`); with ``allow_mismatch`` the
+    differences are listed in ``info["provenance_mismatch"]`` and the grid is labelled.
     """
-    from .distill import SyntheticSet
+    from ._paths import check_output_file
+    from .distill import SyntheticSet, check_provenance
 
+    if grid_png is not None:
+        check_output_file(grid_png, what="grid_png", force=True)
     syn = SyntheticSet.load(path)
     info: dict[str, Any] = {
         "manifest": syn.manifest(),
@@ -722,6 +736,9 @@ def inspect_artifact(
     }
     if real is None:
         return info
+    found = check_provenance(syn, real, allow_mismatch=allow_mismatch, where=str(path))
+    if found:
+        info["provenance_mismatch"] = found
     txt = torch.nn.functional.normalize(real.text_features.float(), dim=-1)
     img = torch.nn.functional.normalize(real.image_features.float(), dim=-1)
     syn_txt = torch.nn.functional.normalize(syn.text.float(), dim=-1)
@@ -734,13 +751,14 @@ def inspect_artifact(
     near_img = (syn_img @ img.T).argmax(dim=-1)
     info["nearest_images"] = [real.image_ids[int(j)] for j in near_img]
     if grid_png is not None and dataset is not None:
-        _image_grid(dataset, real, near_img.tolist(), Path(grid_png))
+        label = "PROVENANCE MISMATCH" if found else ""
+        _image_grid(dataset, real, near_img.tolist(), Path(grid_png), label=label)
         info["grid_png"] = str(grid_png)
     return info
 
 
-def _image_grid(dataset: Any, real: Any, indices: list[int], out: Path) -> None:
-    from PIL import Image
+def _image_grid(dataset: Any, real: Any, indices: list[int], out: Path, *, label: str = "") -> None:
+    from PIL import Image, ImageDraw
 
     from .data._io import atomic_path
 
@@ -754,6 +772,11 @@ def _image_grid(dataset: Any, real: Any, indices: list[int], out: Path) -> None:
         canvas.paste(
             im.convert("RGB").resize((side, side)), ((n % cols) * side, (n // cols) * side)
         )
+    if label:  # a grid of mismatched data must say so wherever the PNG ends up
+        band = Image.new("RGB", (max(canvas.width, 160), canvas.height + 14), (200, 0, 0))
+        band.paste(canvas, (0, 14))
+        ImageDraw.Draw(band).text((2, 1), label, fill="white")
+        canvas = band
     with atomic_path(out) as tmp:
         canvas.save(tmp, format="PNG")
 
@@ -851,7 +874,11 @@ def compare_pixels(
     (``protocol.pixel``: a ConvNet by default) trained on pixels. The full-data
     reference trains on all real caption pairs' pixels.
     """
+    from ._paths import check_output_dir
     from .eval import EvalProtocol
+
+    if out_dir is not None:  # before the work: a file here would lose every row at the end
+        check_output_dir(out_dir, what="out_dir")
 
     if "train" not in features or "test" not in features:
         raise PipelineError("features must contain the 'train' and 'test' splits")

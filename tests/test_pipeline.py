@@ -144,3 +144,55 @@ def test_compare_says_when_the_full_data_reference_starts(tmp_path: Path) -> Non
         lines[0] == "full data: scoring the whole training split (30 images) as the reference ..."
     )
     assert lines[1].startswith("full data: mean recall")
+
+
+def test_inspect_labels_the_grid_of_a_mismatched_artifact(tmp_path: Path) -> None:
+    from hypervldd.distill import ProvenanceError, get_distiller
+    from hypervldd.pipeline import inspect_artifact
+    from tests.test_cli import _paired
+
+    art = get_distiller("random", {}).fit(_paired(0), 4, seed=0).save(tmp_path / "a.safetensors")
+
+    class _Split:
+        def load_image(self, i: int) -> Image.Image:
+            return Image.new("RGB", (8, 8), (0, 0, 255))
+
+    class _Data:
+        def split(self, name: str) -> _Split:
+            return _Split()
+
+    with pytest.raises(ProvenanceError, match="data fingerprint"):
+        inspect_artifact(art, _paired(1), grid_png=tmp_path / "g.png", dataset=_Data())
+    assert not (tmp_path / "g.png").exists()
+    plain = inspect_artifact(art, _paired(0), grid_png=tmp_path / "ok.png", dataset=_Data())
+    assert "provenance_mismatch" not in plain
+    with pytest.warns(UserWarning, match="PROVENANCE MISMATCH"):
+        info = inspect_artifact(
+            art, _paired(1), grid_png=tmp_path / "g.png", dataset=_Data(), allow_mismatch=True
+        )
+    assert info["provenance_mismatch"][0].startswith("data fingerprint")
+    ok, bad = Image.open(tmp_path / "ok.png"), Image.open(tmp_path / "g.png")
+    assert bad.height == ok.height + 14  # the red band that says so
+    assert bad.convert("RGB").getpixel((bad.width - 1, 0)) == (200, 0, 0)
+    assert ok.convert("RGB").getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_pipeline_checks_output_paths_before_the_work(tmp_path: Path, monkeypatch) -> None:
+    from hypervldd import pipeline
+    from hypervldd._paths import OutputPathError
+    from hypervldd.distill import base
+    from tests.test_cli import _paired
+
+    (tmp_path / "f").write_text("x")
+
+    def no_fit(*a, **k):
+        raise AssertionError("the work started before the output path was checked")
+
+    monkeypatch.setattr(base.Distiller, "fit", no_fit)
+    with pytest.raises(OutputPathError, match="out .* is a directory"):
+        pipeline.distill(_paired(0), "random", 2, out=tmp_path)
+    with pytest.raises(OutputPathError, match="out .*/f is a file"):
+        pipeline.distill(_paired(0), "random", 2, out=tmp_path / "f" / "s.safetensors")
+    feats = {"train": _paired(0), "test": _paired(1)}
+    with pytest.raises(OutputPathError, match="out_dir .*/f is a file"):
+        pipeline.compare(feats, ["random"], [2], out_dir=tmp_path / "f")

@@ -38,7 +38,7 @@ from .features import (
     save_feature_file,
 )
 from .hf import load_hf_dataset, load_parquet
-from .loaders import load_blip_json, load_caption_table, load_karpathy_json
+from .loaders import ImageFileError, load_blip_json, load_caption_table, load_karpathy_json
 from .sources import DatasetOptions, open_dataset
 from .splits import assign_split_ratios, limit_images, subset_images
 from .webdataset import load_webdataset
@@ -66,6 +66,7 @@ __all__ = [
     "limit_images",
     "assign_split_ratios",
     "subset_images",
+    "ImageFileError",
     "FrozenEncoder",
     "ImageEncoder",
     "TextEncoder",

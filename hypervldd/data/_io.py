@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,15 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and restoring it at once, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def default_cache_dir() -> Path:
@@ -56,13 +66,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The caller writes the temporary file (by any library that takes a path); the
     move happens only when the block exits without an exception, after an fsync,
-    so a crash or an error never leaves a truncated ``path`` behind.
+    so a crash or an error never leaves a truncated ``path`` behind. The file gets
+    mode ``0o666 & ~umask``, as ``open(path, "w")`` would give it (not mkstemp's 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
+    try:
+        # mkstemp creates 0600; the final file gets the mode any other tool would give it
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
     try:
         yield tmp_path
         with open(tmp_path, "rb") as f:

@@ -25,8 +25,10 @@ change in any of them renders afresh into a new folder.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ import PIL
 from PIL import Image, ImageDraw, ImageFont, features
 from tqdm.auto import tqdm
 
-from ._io import atomic_path, default_cache_dir, sha256_file, sha256_json
+from ._io import atomic_write_bytes, default_cache_dir, sha256_file, sha256_json
 from .dataset import DEFAULT_SPLIT_FRACTIONS, PairedDataset, assign_splits
 
 __all__ = [
@@ -219,6 +221,22 @@ def render_emoji(
     return out, single
 
 
+def _complete_png(data: bytes) -> bool:
+    """Whether ``data`` is a whole PNG: structure and every chunk's CRC up to IEND.
+
+    ``verify`` checks the chunks without decoding the pixels (cheaper than decoding),
+    which catches truncation and bit rot.
+    """
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except (OSError, SyntaxError, ValueError, struct.error):
+        return False
+    return True
+
+
 def emoji_splits(
     records: Sequence[EmojiRecord],
     fractions: Mapping[str, float] = DEFAULT_SPLIT_FRACTIONS,
@@ -301,7 +319,17 @@ def load_emoji(
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = root / "emoji" / render_key[:20]
     paths = [folder / f"{r.key}.png" for r in records]
-    todo = [i for i, p in enumerate(paths) if not p.is_file()]
+    # A cached file that is not a complete PNG (a crash of another tool, a full disk, an
+    # edit) is rendered again; each good file is read once here, for its digest too.
+    digests: list[str] = [""] * len(paths)
+    todo = []
+    for i, p in enumerate(paths):
+        data = p.read_bytes() if p.is_file() else b""
+        if _complete_png(data):
+            digests[i] = "sha256:" + hashlib.sha256(data).hexdigest()
+        else:
+            todo.append(i)
+    repaired = sum(1 for i in todo if paths[i].exists())
     multi: list[str] = []
     t0, c0 = time.perf_counter(), time.process_time()
     if todo:
@@ -311,14 +339,12 @@ def load_emoji(
             img, single = render_emoji(records[i].char, font, image_size=image_size)
             if not single:
                 multi.append(records[i].name)
-            with atomic_path(paths[i]) as tmp:
-                img.save(tmp, format="PNG")
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            atomic_write_bytes(paths[i], buf.getvalue())
+            digests[i] = "sha256:" + hashlib.sha256(buf.getvalue()).hexdigest()
     render_seconds = time.perf_counter() - t0
     render_cpu_seconds = time.process_time() - c0
-
-    digests = []
-    for p in paths:
-        digests.append("sha256:" + hashlib.sha256(p.read_bytes()).hexdigest())
 
     groups_seen = list(dict.fromkeys(r.group for r in records))
     subgroups_seen = list(dict.fromkeys((r.group, r.subgroup) for r in records))
@@ -341,8 +367,14 @@ def load_emoji(
         # The digest recorded at load time guards against a cache file changed since.
         if "sha256:" + hashlib.sha256(data).hexdigest() != digests[i]:
             raise OSError(f"cached emoji image {paths[i]} changed on disk; delete {folder}")
-        with Image.open(paths[i]) as im:
-            return im.convert("RGB")
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                return im.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as err:
+            raise OSError(
+                f"cached emoji image {paths[i]} cannot be decoded ({err}); delete it and "
+                "load the dataset again to render it anew"
+            ) from err
 
     g_idx = {g: k for k, g in enumerate(groups_seen)}
     s_idx = {s: k for k, s in enumerate(subgroups_seen)}
@@ -376,6 +408,7 @@ def load_emoji(
             "render_key": render_key,
             "render_dir": str(folder),
             "rendered_now": len(todo),
+            "rerendered_bad_files": repaired,
             "render_seconds": render_seconds,
             "render_cpu_seconds": render_cpu_seconds,
             "multi_glyph": multi,

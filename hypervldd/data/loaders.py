@@ -26,7 +26,13 @@ from PIL import Image
 from ._io import sha256_file
 from .dataset import PairedDataset
 
-__all__ = ["load_karpathy_json", "load_blip_json", "load_caption_table", "file_digest"]
+__all__ = [
+    "load_karpathy_json",
+    "load_blip_json",
+    "load_caption_table",
+    "file_digest",
+    "ImageFileError",
+]
 
 DigestMode = Literal["stat", "content"]
 
@@ -51,9 +57,25 @@ def file_digest(path: Path, mode: DigestMode = "stat") -> str:
     raise ValueError(f"digest must be 'stat' or 'content', got {mode!r}")
 
 
+class ImageFileError(ValueError):
+    """A dataset's image file exists but cannot be read as an image (corrupt, truncated, other)."""
+
+
 def _open_rgb(path: Path) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")  # decodes: a truncated file fails here, not later
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"image file {path} is gone (moved or deleted after the dataset was loaded)"
+        ) from err
+    # PIL raises OSError (unidentified, truncated), SyntaxError, ValueError or its own
+    # DecompressionBombError for files that are not valid images.
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageFileError(
+            f"image file {path} cannot be read as an image ({type(err).__name__}: {err}); "
+            "replace it with a valid image, or remove it and its captions from the dataset"
+        ) from err
 
 
 def _build(
@@ -79,6 +101,13 @@ def _build(
     for image_id, path, split, caps in records:
         if not caps:
             raise ValueError(f"image {image_id!r} ({path}) has no captions")
+        blank = [j for j, c in enumerate(caps) if not c.strip()]
+        if blank:
+            # An empty caption would be encoded as a real text and trained on as a pair.
+            raise ValueError(
+                f"image {image_id!r} ({path}) has a blank caption (caption {blank[0]} of "
+                f"{len(caps)}); remove it or give it text"
+            )
         k = len(ids)
         ids.append(image_id)
         paths.append(path)
@@ -174,9 +203,10 @@ def load_karpathy_json(
                 filename = item["filename"]
                 split = item["split"]
                 caps = [s["raw"].strip() for s in item["sentences"]]
-            except (KeyError, TypeError) as e:
+            except (KeyError, TypeError, AttributeError) as e:
                 raise ValueError(
-                    f"images[{k}] in {json_path} lacks 'filename', 'split' or 'sentences[].raw'"
+                    f"images[{k}] in {json_path} lacks 'filename', 'split' or 'sentences[].raw' "
+                    "(a string)"
                 ) from e
             if split == "restval":
                 if restval == "drop":
@@ -241,7 +271,12 @@ def load_blip_json(
                 )
             rel = item["image"]
             caps = item["caption"]
-            caps = [caps] if isinstance(caps, str) else list(caps)
+            caps = [caps] if isinstance(caps, str) else caps
+            if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+                raise ValueError(
+                    f"entry {k} of {path}: 'caption' must be a string or a list of strings, "
+                    f"got {item['caption']!r}"
+                )
             if rel in by_image:
                 prev_split, prev_caps = by_image[rel]
                 if prev_split != split:
@@ -267,11 +302,13 @@ def load_blip_json(
     )
 
 
-def _read_table(path: Path) -> list[dict]:
+def _read_table(path: Path) -> list[tuple[int, dict]]:
+    """The rows of a CSV or JSONL table, each with the line number it ends on."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            return [(reader.line_num, row) for row in reader]
     if suffix in (".jsonl", ".ndjson"):
         rows = []
         with open(path, encoding="utf-8") as f:
@@ -284,7 +321,7 @@ def _read_table(path: Path) -> list[dict]:
                     raise ValueError(f"line {line_no} of {path} is not valid JSON: {e}") from e
                 if not isinstance(row, dict):
                     raise ValueError(f"line {line_no} of {path} must be a JSON object")
-                rows.append(row)
+                rows.append((line_no, row))
         return rows
     raise ValueError(f"path must end in .csv, .jsonl or .ndjson, got {path.name!r}")
 
@@ -315,13 +352,18 @@ def load_caption_table(
     root = Path(image_root) if image_root is not None else path.parent
     rows = _read_table(path)
     by_image: dict[str, tuple[str, list[str]]] = {}
-    for k, row in enumerate(rows):
+    for line_no, row in rows:
         img = row.get(image_column)
         cap = row.get(caption_column)
         if not isinstance(img, str) or not img or not isinstance(cap, str):
             raise ValueError(
-                f"row {k} of {path} needs string columns {image_column!r} and {caption_column!r}, "
-                f"got {row!r}"
+                f"line {line_no} of {path} needs string columns {image_column!r} and "
+                f"{caption_column!r}, got {row!r}"
+            )
+        if not cap.strip():
+            raise ValueError(
+                f"line {line_no} of {path}: the {caption_column!r} of image {img!r} is blank; "
+                "remove the row or give it a caption"
             )
         split = row.get(split_column) or default_split
         if img in by_image:

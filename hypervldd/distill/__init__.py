@@ -39,6 +39,7 @@ from .engine import DivergenceError, EngineConfig, GradientDistiller, kmeans_ini
 from .hyperbolic import RAHAConfig, RAHADistiller, RankAlignConfig, RankAlignDistiller
 from .pds import PDS, PDSConfig
 from .pixels import PixelMatch, PixelMatchConfig, coreset_pixels
+from .provenance import ProvenanceError, check_provenance, provenance_mismatches
 from .trajectory import ExpertBuffer, ExpertConfig, MTTConfig, MTTDistiller, train_experts
 
 __all__ = [
@@ -53,6 +54,9 @@ __all__ = [
     "SyntheticSet",
     "LowRankSimilarity",
     "read_artifact_manifest",
+    "ProvenanceError",
+    "check_provenance",
+    "provenance_mismatches",
     "Distiller",
     "RealData",
     "prepare_real",

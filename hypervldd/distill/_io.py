@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,13 @@ __all__ = [
     "write_container",
     "read_container",
     "tensors_checksum",
+    "container_checksum",
 ]
 
 META_KEY = "hypervldd"
+#: What the checksum of a container covers since format version 2 of the artifact and
+#: the checkpoint. Version 1 files (no ``covers`` entry) checksummed the tensors only.
+CHECKSUM_COVERS = ["manifest", "tensors"]
 
 
 class ArtifactError(ValueError):
@@ -50,6 +55,28 @@ def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _canonical(manifest: dict[str, Any]) -> bytes:
+    """The manifest without its checksum entry as canonical JSON (sorted keys, no spaces).
+
+    Computed from the parsed JSON, so writer and reader hash the same bytes whatever
+    the Python types (tuples, int keys) the writer held.
+    """
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def container_checksum(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the canonical manifest (less its checksum) and :func:`tensors_checksum`."""
+    h = hashlib.sha256()
+    h.update(b"hypervldd.container\0")
+    h.update(_canonical(manifest))
+    h.update(b"\0")
+    h.update(tensors_checksum(tensors).encode())
+    return h.hexdigest()
+
+
 def write_container(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], manifest: dict[str, Any]
 ) -> Path:
@@ -57,7 +84,8 @@ def write_container(
 
     The manifest is stored in the safetensors header metadata, so tensors and
     manifest can never go out of sync, and gains ``tensors`` (dtype and shape per
-    name) and ``checksum`` (sha256, see :func:`tensors_checksum`).
+    name) and ``checksum`` (sha256 over the whole manifest and every tensor, see
+    :func:`container_checksum`): a change of one bit anywhere is refused on reading.
     """
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     manifest = dict(manifest)
@@ -65,7 +93,13 @@ def write_container(
         k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape)}
         for k, v in sorted(tensors.items())
     }
-    manifest["checksum"] = {"algorithm": "sha256", "value": tensors_checksum(tensors)}
+    # Round-trip through JSON first so that the checksum is of what a reader will parse.
+    manifest = json.loads(json.dumps(manifest, sort_keys=True, allow_nan=False))
+    manifest["checksum"] = {
+        "algorithm": "sha256",
+        "covers": list(CHECKSUM_COVERS),
+        "value": container_checksum(manifest, tensors),
+    }
     meta = {META_KEY: json.dumps(manifest, sort_keys=True, allow_nan=False)}
     return atomic_write_bytes(path, st_save(tensors, metadata=meta))
 
@@ -123,7 +157,9 @@ def read_container(
 
     Checks, in order: the safetensors framing, the manifest's presence and
     format, that the tensor names, dtypes and shapes match the manifest, and the
-    checksum. Never unpickles. Raises :class:`ArtifactError` naming the problem.
+    checksum over the manifest and the tensors (a version 1 file, whose checksum
+    covers the tensors only, is read with a warning). Never unpickles. Raises
+    :class:`ArtifactError` naming the problem.
     """
     path = Path(path)
     if not path.is_file():
@@ -150,7 +186,37 @@ def read_container(
                 f"{path}: tensor {name!r} is {t.dtype} {list(t.shape)}, manifest says "
                 f"{spec.get('dtype')} {spec.get('shape')}"
             )
-    checksum = manifest.get("checksum", {})
-    if checksum.get("algorithm") != "sha256" or checksum.get("value") != tensors_checksum(tensors):
-        raise ArtifactError(f"{path}: checksum mismatch: the tensor data is corrupt")
+    _verify_checksum(manifest, tensors, path)
     return tensors, manifest
+
+
+def _verify_checksum(
+    manifest: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path
+) -> None:
+    checksum = manifest.get("checksum")
+    if not isinstance(checksum, dict) or checksum.get("algorithm") != "sha256":
+        raise ArtifactError(f"{path}: the manifest has no sha256 checksum entry")
+    covers = checksum.get("covers")
+    if covers == CHECKSUM_COVERS:
+        if checksum.get("value") != container_checksum(manifest, tensors):
+            raise ArtifactError(
+                f"{path}: checksum mismatch: the file was changed or damaged after it was "
+                "written (manifest or tensor data); re-create it"
+            )
+        return
+    if covers is None and manifest.get("format_version") == 1:
+        # Version 1 checksummed the tensors only: still readable, the manifest unverified.
+        if checksum.get("value") != tensors_checksum(tensors):
+            raise ArtifactError(f"{path}: checksum mismatch: the tensor data is corrupt")
+        warnings.warn(
+            f"{path} was written by an older hypervldd (format version 1): its tensors are "
+            "verified but its manifest (method, config, fingerprint, history) is not; "
+            "load and save it again to checksum everything",
+            stacklevel=4,
+        )
+        return
+    raise ArtifactError(
+        f"{path}: checksum entry covers {covers!r} at format version "
+        f"{manifest.get('format_version')!r}: not a combination this hypervldd writes "
+        f"(version 1: tensors only; later versions: {CHECKSUM_COVERS})"
+    )

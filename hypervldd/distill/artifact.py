@@ -3,8 +3,8 @@
 On disk: one safetensors file whose header metadata holds a JSON manifest
 (format ``hypervldd.synthetic_set``, version, method, config, data fingerprint,
 encoders, package versions, budget, seed, history, tensor table, sha256
-checksum). Written atomically; loading validates the schema, shapes, dtypes and
-checksum and never unpickles.
+checksum over the manifest and the tensors). Written atomically; loading validates
+the schema, shapes, dtypes and checksum and never unpickles.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ __all__ = [
 ]
 
 ARTIFACT_FORMAT = "hypervldd.synthetic_set"
-ARTIFACT_VERSION = 1
+#: Version 2: the checksum covers the manifest too. Version 1 files still load (their
+#: tensors verified, their manifest not, with a warning).
+ARTIFACT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _IMAGE_KINDS = ("features", "pixels")
 _REQUIRED = {
@@ -260,10 +263,10 @@ class SyntheticSet:
         for key, typ in _REQUIRED.items():
             if not isinstance(m.get(key), typ):
                 raise ArtifactError(f"{path}: manifest field {key!r} missing or not {typ.__name__}")
-        if m["format_version"] != ARTIFACT_VERSION:
+        if m["format_version"] not in _READABLE_VERSIONS:
             raise ArtifactError(
                 f"{path}: artifact format version {m['format_version']} is not supported "
-                f"(this hypervldd reads version {ARTIFACT_VERSION})"
+                f"(this hypervldd reads versions {list(_READABLE_VERSIONS)})"
             )
         allowed = {
             "image",

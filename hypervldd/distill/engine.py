@@ -27,6 +27,7 @@ state such as an online student (:meth:`_setup`, :meth:`_aux_modules`,
 from __future__ import annotations
 
 import abc
+import json
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -50,7 +51,7 @@ from ..distributed import (
     resolve_group,
     shard_range,
 )
-from ._io import ArtifactError, read_container, write_container
+from ._io import ArtifactError, read_container, read_manifest, write_container
 from .artifact import SyntheticSet
 from .base import Distiller, RealData
 from .coreset import select_pairs
@@ -60,6 +61,7 @@ __all__ = [
     "GradientDistiller",
     "DivergenceError",
     "CHECKPOINT_FORMAT",
+    "check_checkpoint_dir",
     "kmeans_init",
     "random_init",
 ]
@@ -216,6 +218,58 @@ def _unflatten_optimizer(js: dict, tensors: dict[str, torch.Tensor]) -> dict:
     return {"state": state, "param_groups": js["param_groups"]}
 
 
+def _list_checkpoints(ckdir: Path) -> list[Path]:
+    """Checkpoint files (``step_XXXXXXXX.safetensors``) in ``ckdir``, newest first."""
+    if not ckdir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckdir.iterdir() if (m := _CKPT.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def _json(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+def _checkpoint_identity(path: Path) -> Any:
+    """The run identity in a checkpoint's manifest, or ``None`` if it cannot be read."""
+    try:
+        return read_manifest(path, expect_format=CHECKPOINT_FORMAT).get("identity")
+    except (OSError, ArtifactError):
+        return None
+
+
+def check_checkpoint_dir(checkpoint_dir: str | Path, *, resume: bool) -> None:
+    """Refuse a checkpoint directory this run must not write into, before any work.
+
+    ``checkpoint_dir`` must be a directory or not exist yet. Without ``resume`` it
+    must hold no checkpoint (``step_*.safetensors``): those belong to an earlier run,
+    which a new run would overwrite step by step and whose newer steps retention
+    would keep in place of the new run's own. With ``resume`` the newest readable
+    checkpoint must be of the same run (checked when it is loaded).
+
+    Raises:
+        ValueError: naming the directory and what to do.
+
+    Example::
+
+        check_checkpoint_dir("runs/ck", resume=False)  # fine if empty or absent
+    """
+    ckdir = Path(checkpoint_dir)
+    if ckdir.exists() and not ckdir.is_dir():
+        raise ValueError(f"checkpoint_dir {ckdir} is a file, not a directory")
+    if resume:
+        return
+    found = _list_checkpoints(ckdir)
+    if found:
+        shown = ", ".join(p.name for p in found[:2])
+        raise ValueError(
+            f"checkpoint_dir {ckdir} already holds {len(found)} checkpoint(s) of an earlier run "
+            f"({shown}{', ...' if len(found) > 2 else ''}); a new run would overwrite them. "
+            "Resume that run (resume=True, --resume), or give an empty or new directory"
+        )
+
+
 class GradientDistiller(Distiller):
     """Base of gradient-based methods; ``Config`` must have an ``engine: EngineConfig``.
 
@@ -344,6 +398,8 @@ class GradientDistiller(Distiller):
                 "validation split); pass validate=... or set engine.keep_best=False"
             )
         ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if ckdir is not None and (eng.checkpoint_every or resume):
+            check_checkpoint_dir(ckdir, resume=resume)
         gen = torch.Generator().manual_seed(seed)
         if eng.init == "random":
             src = random_init(data, budget, gen)
@@ -568,7 +624,8 @@ class GradientDistiller(Distiller):
                 tensors[f"aux.{name}.{k}"] = v.detach().clone()
         manifest = {
             "format": CHECKPOINT_FORMAT,
-            "format_version": 1,
+            # 2: the checksum covers this JSON too (optimiser settings, step, history)
+            "format_version": 2,
             "identity": identity,
             "step": step,
             "history": history,
@@ -580,17 +637,17 @@ class GradientDistiller(Distiller):
                 tensors[f"best.{k}"] = v
             manifest["best"] = {"step": best_step, "value": best_value, "set": art.manifest()}
         path = write_container(ckdir / f"step_{step:08d}.safetensors", tensors, manifest)
-        for old in self._list_checkpoints(ckdir)[self.engine.keep_checkpoints :]:
+        # Retention deletes only this run's checkpoints: a file whose manifest names another
+        # identity, or cannot be read, was not written by this run and is left alone.
+        mine = [p for p in _list_checkpoints(ckdir) if _checkpoint_identity(p) == _json(identity)]
+        for old in mine[self.engine.keep_checkpoints :]:
             old.unlink(missing_ok=True)
         return path
 
     @staticmethod
     def _list_checkpoints(ckdir: Path) -> list[Path]:
         """Checkpoints in ``ckdir``, newest first."""
-        if not ckdir.is_dir():
-            return []
-        found = [(int(m.group(1)), p) for p in ckdir.iterdir() if (m := _CKPT.match(p.name))]
-        return [p for _, p in sorted(found, reverse=True)]
+        return _list_checkpoints(ckdir)
 
     def _restore(
         self,

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,7 +313,9 @@ class ExpertBuffer:
 
     def _write_manifest(self) -> None:
         assert self.directory is not None
-        raw = json.dumps(self.manifest(), indent=1, sort_keys=True, allow_nan=False)
+        m = json.loads(json.dumps(self.manifest(), allow_nan=False))  # what a reader parses
+        m["sha256"] = sha256_json(m)  # over everything else in the manifest
+        raw = json.dumps(m, indent=1, sort_keys=True, allow_nan=False)
         atomic_write_bytes(self.directory / "manifest.json", raw.encode())
 
     @classmethod
@@ -328,6 +331,18 @@ class ExpertBuffer:
             raise ArtifactError(f"{path}: not an expert-buffer manifest (format {BUFFER_FORMAT!r})")
         if m.get("format_version") != 1:
             raise ArtifactError(f"{path}: unsupported buffer version {m.get('format_version')}")
+        if "sha256" in m:
+            if m["sha256"] != sha256_json({k: v for k, v in m.items() if k != "sha256"}):
+                raise ArtifactError(
+                    f"{path}: checksum mismatch: the manifest was changed or damaged after it "
+                    "was written; delete the buffer directory to retrain the experts"
+                )
+        else:  # written before the manifest carried its sum: the expert files are still checked
+            warnings.warn(
+                f"{path} has no checksum (written by an older hypervldd); its expert files are "
+                "verified, the manifest is not",
+                stacklevel=2,
+            )
         layouts = {
             s: ParamLayout(
                 tuple(p["name"] for p in m["parameters"][s]),

@@ -7,8 +7,8 @@ the real features, the protocol and the code, so it is cached under a key made
 of exactly those: the fingerprints of the train, test and validation features,
 the protocol (with its version), the recall cut-offs, and the hypervldd and torch
 versions. A change to any of them is a different key, so a stale result is never
-reused; a file that does not parse or does not match its key is ignored and
-recomputed.
+reused; a file that does not parse, does not match its key, or whose sha256 (over
+the format, the key and the result) does not match is ignored and recomputed.
 """
 
 from __future__ import annotations
@@ -55,11 +55,18 @@ def default_results_dir() -> Path:
     return default_cache_dir() / "results"
 
 
+def _payload_sha256(payload: dict[str, Any]) -> str:
+    """sha256 over everything stored but the sum itself: the format, the key, the result."""
+    return sha256_json({k: v for k, v in payload.items() if k != "sha256"})
+
+
 def _load(path: Path, key: str) -> Result | None:
     try:
         data = json.loads(path.read_text())
         if data.get("format") != _FORMAT or data.get("key") != key:
             return None
+        if data.get("sha256") != _payload_sha256(data):
+            return None  # edited or damaged after writing (older files had no sum)
         return Result(**data["result"])
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None  # unreadable or foreign: recompute and overwrite
@@ -86,5 +93,7 @@ def cached_result(
             return hit, True
     result = compute()
     payload = {"format": _FORMAT, "key": key, "result": result.to_dict()}
+    payload = json.loads(json.dumps(payload))  # the sum is of what a reader will parse
+    payload["sha256"] = _payload_sha256(payload)
     atomic_write_bytes(path, json.dumps(payload, indent=1, sort_keys=True).encode())
     return result, False

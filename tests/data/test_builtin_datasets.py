@@ -165,3 +165,16 @@ def test_read_idx_rejects_truncated_and_foreign_files(tmp_path):
     foreign.write_bytes(b"PK\x03\x04rest")
     with pytest.raises(ValueError, match="bad magic"):
         read_idx(foreign)
+
+
+@needs_emoji
+def test_a_truncated_cached_emoji_png_is_rendered_again(tmp_path):
+    ds = load_emoji(limit=3, cache_dir=tmp_path, progress=False)
+    good = [p.read_bytes() for p in ds.image_paths]
+    ds.image_paths[1].write_bytes(good[1][: len(good[1]) // 2])
+    ds.image_paths[2].write_bytes(b"")
+    again = load_emoji(limit=3, cache_dir=tmp_path, progress=False)
+    assert again.metadata["rendered_now"] == 2 and again.metadata["rerendered_bad_files"] == 2
+    assert [p.read_bytes() for p in again.image_paths] == good
+    assert again.image_digests == ds.image_digests
+    assert np.array_equal(np.asarray(again.load_image(1)), np.asarray(ds.load_image(1)))

@@ -277,3 +277,74 @@ def test_bad_tables_are_refused(tmp_path, content, suffix, message):
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
         load_caption_table(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "message"),
+    [
+        ("image,caption\nx.png,a cat\nx.png,\n", ".csv", r"line 3 of .*t\.csv.*'x\.png' is blank"),
+        ("image,caption\nx.png,a cat\nx.png,   \n", ".csv", r"line 3 of .*is blank"),
+        ('image,caption\nx.png,"a\nb"\nx.png,"\t"\n', ".csv", r"line 4 of .*is blank"),
+        (
+            '{"image": "x.png", "caption": "a cat"}\n\n{"image": "x.png", "caption": " "}\n',
+            ".jsonl",
+            r"line 3 of .*t\.jsonl.*is blank",
+        ),
+        ('{"image": "x.png", "caption": ""}\n', ".jsonl", r"line 1 of .*is blank"),
+    ],
+)
+def test_blank_captions_in_a_table_are_refused_naming_the_line(tmp_path, content, suffix, message):
+    make_png(tmp_path / "x.png", (0, 0, 0))
+    path = tmp_path / f"t{suffix}"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_caption_table(path)
+
+
+def test_blank_captions_in_a_karpathy_json_are_refused(tmp_path):
+    make_png(tmp_path / "img" / "a.png", (0, 0, 0))
+    ann = {
+        "dataset": "t",
+        "images": [
+            {"filename": "a.png", "split": "train", "sentences": [{"raw": "a"}, {"raw": "  "}]}
+        ],
+    }
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps(ann))
+    with pytest.raises(ValueError, match=r"image 'a' .* blank caption \(caption 1 of 2\)"):
+        load_karpathy_json(path, tmp_path / "img")
+
+
+def test_corrupt_or_non_image_files_name_the_file_and_what_to_do(tmp_path):
+    from hypervldd.data import ImageFileError
+
+    make_png(tmp_path / "good.png", (0, 0, 0))
+    raw = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "text.png").write_text("this is not an image")
+    (tmp_path / "cut.png").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "t.csv").write_text(
+        "image,caption\ngood.png,a black square\ntext.png,a note\ncut.png,half a square\n"
+    )
+    ds = load_caption_table(tmp_path / "t.csv")
+    assert ds.load_image(0).size == Image.open(tmp_path / "good.png").size
+    for i, name in ((1, "text.png"), (2, "cut.png")):
+        with pytest.raises(ImageFileError, match=rf"image file .*{name} cannot be read .*replace"):
+            ds.load_image(i)
+    (tmp_path / "good.png").unlink()
+    with pytest.raises(FileNotFoundError, match="good.png is gone"):
+        ds.load_image(0)
+
+
+def test_non_string_captions_in_json_files_are_refused(tmp_path):
+    make_png(tmp_path / "a.png", (0, 0, 0))
+    k = {"images": [{"filename": "a.png", "split": "train", "sentences": [{"raw": None}]}]}
+    (tmp_path / "k.json").write_text(json.dumps(k))
+    with pytest.raises(ValueError, match=r"images\[0\] .* 'sentences\[\]\.raw' \(a string\)"):
+        load_karpathy_json(tmp_path / "k.json", tmp_path)
+    (tmp_path / "flickr30k_train.json").write_text(json.dumps([{"image": "a.png", "caption": 5}]))
+    with pytest.raises(ValueError, match=r"entry 0 of .*'caption' must be a string or a list"):
+        load_blip_json(tmp_path, tmp_path, "flickr30k", splits=("train",))
+    bad = [{"image": "a.png", "caption": ["fine", ""]}]
+    (tmp_path / "flickr30k_train.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"image 'a\.png' .* blank caption \(caption 1 of 2\)"):
+        load_blip_json(tmp_path, tmp_path, "flickr30k", splits=("train",))

@@ -137,3 +137,111 @@ def test_invalid_sets_are_refused():
         SyntheticSet(torch.zeros(2, 2), torch.zeros(2, 2), "m", similarity=torch.eye(3))
     with pytest.raises(ValueError, match="4-D"):
         SyntheticSet(torch.zeros(2, 2), torch.zeros(2, 2), "m", image_kind="pixels")
+
+
+def test_saved_artifact_respects_the_umask(tmp_path):
+    import stat
+
+    saved = os.umask(0o027)
+    try:
+        p = _set().save(tmp_path / "set.safetensors")
+    finally:
+        os.umask(saved)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o640
+
+
+def _rewrite_manifest(path, edit):
+    """Apply ``edit(manifest)`` to a container's JSON manifest, keeping the checksum entry."""
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    man = json.loads(header["__metadata__"]["hypervldd"])
+    edit(man)
+    header["__metadata__"]["hypervldd"] = json.dumps(man, sort_keys=True)
+    new = json.dumps(header).encode()
+    new += b" " * ((8 - len(new) % 8) % 8)
+    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.update(method="herding"),
+        lambda m: m.update(seed=4),
+        lambda m: m.update(data_fingerprint="abd"),
+        lambda m: m["encoders"].update(image="enc-j"),
+        lambda m: m["config"].update(a=2),
+        lambda m: m["history"][0].update(loss=0.25),
+        lambda m: m["similarity"].update(scale=0.25),
+    ],
+)
+def test_an_edited_manifest_field_fails_the_checksum(tmp_path, edit):
+    p = _set().save(tmp_path / "s.safetensors")
+    _rewrite_manifest(p, edit)
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        SyntheticSet.load(p)
+
+
+def test_every_one_bit_flip_is_refused(tmp_path):
+    s = SyntheticSet(
+        torch.ones(2, 2), torch.ones(2, 2), "m", data_fingerprint="f", history=[{"loss": 1.5}]
+    )
+    p = s.save(tmp_path / "s.safetensors")
+    raw = p.read_bytes()
+    for bit, every in ((0, 1), (5, 5)):  # bit 0 of every byte, bit 5 of every 5th
+        loaded = []
+        for i in range(0, len(raw), every):
+            bad = bytearray(raw)
+            bad[i] ^= 1 << bit
+            p.write_bytes(bytes(bad))
+            try:
+                SyntheticSet.load(p)
+            except ArtifactError:
+                continue
+            loaded.append(i)
+        assert loaded == [], f"bit {bit} flips at bytes {loaded[:10]} loaded silently"
+
+
+def _legacy_v1(path, s):
+    """An artifact as version 1 wrote it: the checksum covers the tensors only."""
+    from safetensors.torch import save
+
+    from hypervldd.distill._io import tensors_checksum
+
+    man = s.manifest()
+    tensors = s._tensors()
+    man["format_version"] = 1
+    man["tensors"] = {
+        k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape)}
+        for k, v in tensors.items()
+    }
+    man["checksum"] = {"algorithm": "sha256", "value": tensors_checksum(tensors)}
+    path.write_bytes(save(tensors, metadata={"hypervldd": json.dumps(man, sort_keys=True)}))
+    return path
+
+
+def test_version_1_artifacts_still_load_with_a_warning(tmp_path):
+    s = _set()
+    p = _legacy_v1(tmp_path / "old.safetensors", s)
+    with pytest.warns(UserWarning, match="format version 1.*manifest .* is not"):
+        r = SyntheticSet.load(p)
+    assert torch.equal(r.image, s.image) and r.method == s.method
+    raw = bytearray(p.read_bytes())
+    raw[-3] ^= 0x01  # its tensors are still verified
+    p.write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match="checksum"):
+        SyntheticSet.load(p)
+    # re-saving covers everything
+    r.save(tmp_path / "new.safetensors")
+    assert read_artifact_manifest(tmp_path / "new.safetensors")["format_version"] == 2
+    assert read_artifact_manifest(tmp_path / "new.safetensors")["checksum"]["covers"] == [
+        "manifest",
+        "tensors",
+    ]
+
+
+def test_a_version_2_file_cannot_pass_as_version_1(tmp_path):
+    p = _set().save(tmp_path / "s.safetensors")
+    _rewrite_manifest(p, lambda m: m["checksum"].pop("covers"))
+    with pytest.raises(ArtifactError, match="not a combination"):
+        SyntheticSet.load(p)

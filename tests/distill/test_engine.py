@@ -290,3 +290,65 @@ def test_a_partial_engine_override_keeps_the_methods_own_engine_defaults():
     assert raha.config.engine.iterations == 2000 and raha.config.engine.keep_best
     with pytest.raises(ValueError, match="unknown key"):
         get_distiller("mtt", {"engine": {"iteration": 7}})
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.update(step=5),
+        lambda m: m["optimizers"]["main"]["param_groups"][0].update(lr=50.0),
+        lambda m: m["history"][0].update(loss=0.0),
+    ],
+)
+def test_an_edited_checkpoint_manifest_is_refused(real, tmp_path, edit):
+    from .test_artifact import _rewrite_manifest
+
+    _covmatch(checkpoint_every=5, iterations=10).fit(real, 10, seed=1, checkpoint_dir=tmp_path)
+    _rewrite_manifest(tmp_path / "step_00000010.safetensors", edit)
+    with pytest.warns(UserWarning, match="step_00000010.*checksum mismatch"):
+        resumed = _covmatch(checkpoint_every=5, iterations=10).fit(
+            real, 10, seed=1, checkpoint_dir=tmp_path, resume=True
+        )
+    fresh = _covmatch(iterations=10).fit(real, 10, seed=1)
+    assert torch.equal(resumed.image, fresh.image) and torch.equal(resumed.text, fresh.text)
+    assert resumed.history == fresh.history
+
+
+def test_a_new_run_refuses_a_directory_with_another_runs_checkpoints(real, tmp_path):
+    _covmatch(checkpoint_every=5, iterations=10).fit(real, 10, seed=1, checkpoint_dir=tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["step_00000005.safetensors", "step_00000010.safetensors"]
+    for seed in (2, 1):  # another run, and the same run started afresh without resume
+        with pytest.raises(ValueError, match=r"already holds 2 checkpoint.*--resume"):
+            _covmatch(checkpoint_every=5, iterations=10).fit(
+                real, 10, seed=seed, checkpoint_dir=tmp_path
+            )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        _covmatch(checkpoint_every=5).fit(real, 10, seed=1, checkpoint_dir=tmp_path / "file")
+
+
+def test_retention_never_deletes_another_runs_checkpoints(real, tmp_path):
+    other, mine = tmp_path / "other", tmp_path / "mine"
+    _covmatch(checkpoint_every=1, iterations=3).fit(real, 10, seed=7, checkpoint_dir=other)
+    cfg = dict(checkpoint_every=4, iterations=12, keep_checkpoints=1, validate_every=4)
+
+    def stop_at_8(s, step):
+        if step == 8:
+            raise _Interrupt
+        return {"mean": 0.0}
+
+    with pytest.raises(_Interrupt):  # interrupted after its step-4 checkpoint
+        _covmatch(**cfg).fit(real, 10, seed=1, checkpoint_dir=mine, validate=stop_at_8)
+    foreign = {}
+    for p in other.iterdir():  # older steps of another run in the same directory
+        foreign[p.name] = p.read_bytes()
+        (mine / p.name).write_bytes(foreign[p.name])
+    assert sorted(foreign) == ["step_00000002.safetensors", "step_00000003.safetensors"]
+    _covmatch(**cfg).fit(
+        real, 10, seed=1, checkpoint_dir=mine, resume=True, validate=lambda s, k: {"mean": 0.0}
+    )
+    left = sorted(p.name for p in mine.iterdir())
+    assert left == [*sorted(foreign), "step_00000012.safetensors"]
+    assert all((mine / n).read_bytes() == b for n, b in foreign.items())

@@ -380,3 +380,24 @@ def test_compare_runs_mtt_with_the_protocol_student(real):
     (row,) = res.rows
     assert row.method == "mtt" and row.storage_floats == 4 * (12 + 10) + 2
     assert 0.0 <= row.metrics_mean["mean"] <= 100.0
+
+
+def test_an_edited_buffer_manifest_is_refused(data, tmp_path):
+    import json
+
+    from hypervldd.distill import ExpertBuffer
+
+    train_experts(data, SMALL, ExpertConfig(num_experts=1, epochs=3, batch_size=16), tmp_path)
+    path = tmp_path / "manifest.json"
+    good = path.read_text()
+    assert ExpertBuffer.open(tmp_path).entries[0]["seed"] == json.loads(good)["experts"][0]["seed"]
+    m = json.loads(good)
+    m["experts"][0]["losses"][0] += 1.0
+    path.write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="manifest.json: checksum mismatch"):
+        ExpertBuffer.open(tmp_path)
+    del m["sha256"]  # an older buffer: still read, with a warning
+    m["experts"][0]["losses"][0] -= 1.0
+    path.write_text(json.dumps(m))
+    with pytest.warns(UserWarning, match="has no checksum"):
+        assert len(ExpertBuffer.open(tmp_path)) == 1

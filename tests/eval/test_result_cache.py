@@ -48,7 +48,7 @@ def test_miss_stores_then_hit_returns_the_same_result_without_computing(data, tm
     assert second.to_dict() == json.loads(json.dumps(first.to_dict()))
 
 
-@pytest.mark.parametrize("damage", ["truncate", "foreign_key", "not_json"])
+@pytest.mark.parametrize("damage", ["truncate", "foreign_key", "not_json", "edited", "no_sum"])
 def test_damaged_or_foreign_files_are_recomputed(data, tmp_path, damage) -> None:
     train, test = data
     key = result_key(train, test, PROTO)
@@ -61,6 +61,14 @@ def test_damaged_or_foreign_files_are_recomputed(data, tmp_path, damage) -> None
         payload = json.loads(text)
         payload["key"] = "0" * 64
         payload["result"]["mean"]["mean"] = -1.0
+        path.write_text(json.dumps(payload))
+    elif damage == "edited":  # a plausible number, same key: only the sum can tell
+        payload = json.loads(text)
+        payload["result"]["mean"]["mean"] += 1.0
+        path.write_text(json.dumps(payload))
+    elif damage == "no_sum":
+        payload = json.loads(text)
+        del payload["sha256"]
         path.write_text(json.dumps(payload))
     else:
         path.write_bytes(b"\x00\x01 not json")
