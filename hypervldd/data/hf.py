@@ -12,7 +12,6 @@ Parquet goes through ``pyarrow``; a ``save_to_disk`` folder needs the optional
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .dataset import PairedDataset
-from .loaders import DigestMode, file_digest
+from .loaders import DigestMode, _open_rgb, file_digest
 
 __all__ = ["load_hf_dataset", "load_parquet", "SPLIT_ALIASES"]
 
@@ -68,8 +67,7 @@ def _decode(cell: Any, root: Path | None, what: str) -> tuple[bytes | None, Path
 
 def _open(cell: Any, root: Path | None, what: str) -> Image.Image:
     data, path = _decode(cell, root, what)
-    with Image.open(io.BytesIO(data) if data is not None else path) as im:
-        return im.convert("RGB")
+    return _open_rgb(data if data is not None else path, None if data is None else what)
 
 
 def _file_stat(path: Path) -> str:
@@ -137,6 +135,13 @@ def _build(
             raise ValueError(
                 f"rows of image {key!r} in {name!r} disagree on the split "
                 f"({image_splits[k]!r} vs {split!r})"
+            )
+        blank = [j for j, c in enumerate(caps) if not c.strip()]
+        if blank:
+            # An empty caption would be encoded as a real text and trained on as a pair.
+            raise ValueError(
+                f"row {r} of {name!r} has a blank caption in caption_column "
+                f"{caption_column!r} (caption {blank[0]} of {len(caps)}); remove it or give it text"
             )
         per_image[k].extend(c.strip() for c in caps)
     for k, caps in enumerate(per_image):

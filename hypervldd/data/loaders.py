@@ -14,6 +14,7 @@ files are reported up front (count and first few paths), not at encoding time.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -61,19 +62,25 @@ class ImageFileError(ValueError):
     """A dataset's image file exists but cannot be read as an image (corrupt, truncated, other)."""
 
 
-def _open_rgb(path: Path) -> Image.Image:
+def _open_rgb(path: Path | bytes, where: str | None = None) -> Image.Image:
+    """Decode one image (a file, or the bytes of one named by ``where``) to RGB.
+
+    Every loader opens its images here, so that a bad file is always reported the same
+    way: :class:`ImageFileError` naming the file and what to do.
+    """
+    name = where if where is not None else f"file {path}"
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as im:
             return im.convert("RGB")  # decodes: a truncated file fails here, not later
     except FileNotFoundError as err:
         raise FileNotFoundError(
-            f"image file {path} is gone (moved or deleted after the dataset was loaded)"
+            f"image {name} is gone (moved or deleted after the dataset was loaded)"
         ) from err
     # PIL raises OSError (unidentified, truncated), SyntaxError, ValueError or its own
     # DecompressionBombError for files that are not valid images.
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageFileError(
-            f"image file {path} cannot be read as an image ({type(err).__name__}: {err}); "
+            f"image {name} cannot be read as an image ({type(err).__name__}: {err}); "
             "replace it with a valid image, or remove it and its captions from the dataset"
         ) from err
 

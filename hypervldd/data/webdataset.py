@@ -14,7 +14,6 @@ from there when it is encoded.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .dataset import PairedDataset
-from .loaders import DigestMode
+from .loaders import DigestMode, _open_rgb
 
 __all__ = ["load_webdataset", "expand_shards", "IMAGE_EXTENSIONS"]
 
@@ -78,8 +77,11 @@ def _captions(sample: dict[str, Any], json_key: str | None, where: str) -> list[
         raise ValueError(f"sample {where} has no .json member (caption key {json_key!r})")
     value = sample["json"].get(json_key) if isinstance(sample["json"], dict) else None
     if isinstance(value, str):
-        return [value.strip()]
+        value = [value]
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        if not all(v.strip() for v in value):
+            # An empty caption would be encoded as a real text and trained on as a pair.
+            raise ValueError(f"caption key {json_key!r} of sample {where} holds a blank caption")
         return [v.strip() for v in value]
     raise ValueError(
         f"caption key {json_key!r} of sample {where} must be a string or a list of strings, "
@@ -196,8 +198,7 @@ def load_webdataset(
         with open(paths[si], "rb") as f:
             f.seek(offset)
             data = f.read(size)
-        with Image.open(io.BytesIO(data)) as im:
-            return im.convert("RGB")
+        return _open_rgb(data, f"{ids[i]!r} in {paths[si]}")
 
     return PairedDataset(
         name=name or paths[0].parent.name or "webdataset",

@@ -334,3 +334,42 @@ def test_a_split_column_wins_over_the_part_name(tmp_path):
     assert ds.load_image(4).getpixel((0, 0)) == COLOURS["grey.png"]
     with pytest.raises(FileNotFoundError, match="1 of 1 shards are missing"):
         open_dataset(str(tmp_path / "absent.tar"))
+
+
+def test_blank_captions_and_bad_images_are_refused_in_every_new_format(tmp_path):
+    from hypervldd.data.loaders import ImageFileError
+
+    good, bad = png_bytes((255, 0, 0)), b"not an image at all"
+    table = pa.table(
+        {
+            "image": [{"bytes": good, "path": None}, {"bytes": bad, "path": None}],
+            "caption": [["a red square"], ["a broken file"]],
+        }
+    )
+    pq.write_table(table, tmp_path / "ok.parquet")
+    ds = load_parquet(tmp_path / "ok.parquet")
+    assert ds.load_image(0).getpixel((0, 0)) == (255, 0, 0)
+    with pytest.raises(ImageFileError, match="cannot be read as an image"):
+        ds.load_image(1)
+    blank = pa.table({"image": [{"bytes": good, "path": None}], "caption": [["fine", "  "]]})
+    pq.write_table(blank, tmp_path / "blank.parquet")
+    with pytest.raises(ValueError, match="row 0 of .* has a blank caption"):
+        load_parquet(tmp_path / "blank.parquet")
+
+    def shard(path: Path, members: dict[str, bytes]) -> Path:
+        with tarfile.open(path, "w") as tar:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return path
+
+    caps = json.dumps({"caption": ["a square", ""]}).encode()
+    with pytest.raises(ValueError, match="blank caption"):
+        load_webdataset(
+            shard(tmp_path / "a.tar", {"000.png": good, "000.json": caps}),
+            json_caption_key="caption",
+        )
+    ds = load_webdataset(shard(tmp_path / "b.tar", {"000.png": bad, "000.txt": b"a file"}))
+    with pytest.raises(ImageFileError, match="'000' in .*b.tar cannot be read"):
+        ds.load_image(0)
