@@ -430,11 +430,31 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_inspect)
 
 
+def _add_selftest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "selftest", help="check every kernel against the float64 reference on each device"
+    )
+    p.add_argument(
+        "--device",
+        action="append",
+        default=None,
+        help="cpu, cuda or cuda:N (repeatable); default: the CPU and every CUDA device",
+    )
+    p.set_defaults(func=_cmd_selftest)
+
+
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from .selftest import main as selftest_main
+
+    return selftest_main([a for d in args.device or [] for a in ("--device", d)])
+
+
 #: name -> function adding the subcommand to the parser
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "info": _add_info,
     "demo": _add_demo,
     "pipeline": _add_pipeline,
+    "selftest": _add_selftest,
 }
 
 
