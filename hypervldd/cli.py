@@ -118,6 +118,12 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only this many base images")
     p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/hypervldd)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda or cuda:N for the encoders and distillation "
+        "(default: CUDA when available, else cpu)",
+    )
 
 
 def _protocol_args(p: argparse.ArgumentParser) -> None:
@@ -151,6 +157,15 @@ def _protocol(args: argparse.Namespace):  # noqa: ANN202
     return EvalProtocol.from_dict(base)
 
 
+def _device(args: argparse.Namespace):  # noqa: ANN202
+    from ._device import resolve_device
+
+    try:
+        return resolve_device(args.device, name="--device")
+    except ValueError as err:
+        raise CliError(str(err)) from err
+
+
 def _features(args: argparse.Namespace, splits=("train", "val", "test")):  # noqa: ANN001, ANN202
     from .pipeline import prepare
 
@@ -164,6 +179,7 @@ def _features(args: argparse.Namespace, splits=("train", "val", "test")):  # noq
         open_clip_checkpoint=args.open_clip_checkpoint,
         progress=not args.no_progress,
         image_root=args.image_root,
+        device=_device(args),
     )
 
 
@@ -184,6 +200,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         validated = wants_validation(args.method, args.config)
     except (KeyError, TypeError, ValueError) as err:
         raise CliError(f"--method/--config: {err}") from err
+    _device(args)  # a bad --device fails before the features are loaded
     feats = _features(args, ("train", "val") if validated else ("train",))
     syn = distill(
         feats["train"],
@@ -197,6 +214,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         val=feats.get("val"),
         protocol=_protocol(args),
+        device=_device(args),
     )
     if _is_main():
         picked = describe_selection(syn)
