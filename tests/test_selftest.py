@@ -41,7 +41,7 @@ def test_selftest_fails_when_an_op_is_wrong(monkeypatch: pytest.MonkeyPatch) -> 
         return d * 1.01 if manifold == "poincare" else d  # 1% off: ten times the envelope
 
     monkeypatch.setattr(kernels, "pairwise_dist", wrong)
-    monkeypatch.setattr(kernels, "MANIFOLDS", ("poincare", "euclidean"))  # a shorter run
+    monkeypatch.setattr(kernels, "MANIFOLDS", ("poincare",))  # a shorter run
     checks = selftest.run_checks(["cpu"])
     failed = [c for c in checks if not c.passed]
     assert {c.op for c in failed} == {

@@ -18,18 +18,29 @@ import torch
 
 
 def _topological(root: object) -> list:
-    order, seen, stack = [], set(), [(root, False)]
+    # Kahn's order, as the engine's dependency counts: a node runs once every node
+    # that feeds it a gradient has run.
+    users: dict[object, int] = {root: 0}
+    stack = [root]
     while stack:
-        fn, expanded = stack.pop()
-        if expanded:
-            order.append(fn)
-            continue
-        if fn in seen:
-            continue
-        seen.add(fn)
-        stack.append((fn, True))
-        stack.extend((nxt, False) for nxt, _ in fn.next_functions if nxt is not None)
-    return order[::-1]
+        fn = stack.pop()
+        for nxt, _ in fn.next_functions:
+            if nxt is None:
+                continue
+            if nxt not in users:
+                users[nxt] = 0
+                stack.append(nxt)
+            users[nxt] += 1
+    order, ready = [], [root]
+    while ready:
+        fn = ready.pop()
+        order.append(fn)
+        for nxt, _ in fn.next_functions:
+            if nxt is not None:
+                users[nxt] -= 1
+                if users[nxt] == 0:
+                    ready.append(nxt)
+    return order
 
 
 def _conform(g: torch.Tensor, meta: object) -> torch.Tensor:
