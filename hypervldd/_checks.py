@@ -5,6 +5,13 @@ that names the argument and states what was expected. Data-dependent checks
 (NaN/inf, on-manifold residuals, the sign of a curvature tensor) need a host
 sync; they can be switched off globally for compiled or performance-critical
 code with :func:`set_validation` or the :func:`validation` context manager.
+
+Tensors without values (fake tensors under ``FakeTensorMode``, meta tensors) pass
+the data-dependent checks unchecked: there is nothing to read, and reading would
+raise inside the tracer. Shape, dtype and device checks still run on them, so a
+device mix-up is still caught. On a real GPU every data-dependent check is a host
+sync (a few microseconds plus a pipeline stall); hot loops turn validation off.
+See ``docs/geometry.md`` (Validation).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 
 __all__ = [
     "set_validation",
@@ -24,14 +32,34 @@ __all__ = [
     "check_curvature",
     "check_last_dim",
     "check_same_device",
+    "has_values",
 ]
 
 _state = threading.local()
 
 
+def _fake_mode_active() -> bool:
+    return torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE) is not None
+
+
+def has_values(*tensors: torch.Tensor) -> bool:
+    """Whether the values of ``tensors`` can be read on the host.
+
+    ``False`` for fake and meta tensors and while a ``FakeTensorMode`` is active
+    (every tensor made there is fake), ``True`` for CPU and real CUDA tensors.
+    """
+    if _fake_mode_active():
+        return False
+    return not any(t.is_meta or isinstance(t, FakeTensor) for t in tensors)
+
+
 def validation_enabled() -> bool:
-    """Whether data-dependent input checks run (default: ``True``)."""
-    if torch.compiler.is_compiling():
+    """Whether data-dependent input checks run (default: ``True``).
+
+    ``False`` while compiling and under an active ``FakeTensorMode``, whatever
+    :func:`set_validation` says: no values exist there to be checked.
+    """
+    if torch.compiler.is_compiling() or _fake_mode_active():
         return False
     return getattr(_state, "enabled", True)
 
@@ -44,7 +72,9 @@ def set_validation(enabled: bool) -> None:
 @contextlib.contextmanager
 def validation(enabled: bool) -> Iterator[None]:
     """Context manager that sets :func:`validation_enabled` within its block."""
-    previous = validation_enabled()
+    # The thread's own setting, not validation_enabled(): leaving a block entered
+    # under a fake mode or while compiling must not switch validation off for good.
+    previous = getattr(_state, "enabled", True)
     set_validation(enabled)
     try:
         yield
@@ -67,7 +97,9 @@ def check_tensor(x: object, name: str, *, min_dim: int = 1) -> torch.Tensor:
 
 def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
     """Raise if ``x`` holds NaN or inf (skipped when validation is off)."""
-    if validation_enabled() and x.numel() > 0 and not bool(torch.isfinite(x).all()):
+    if not (validation_enabled() and x.numel() > 0 and has_values(x)):
+        return x
+    if not bool(torch.isfinite(x).all()):
         n_nan = int(torch.isnan(x).sum())
         n_inf = int(torch.isinf(x).sum())
         raise ValueError(
@@ -81,7 +113,7 @@ def check_curvature(c: float | torch.Tensor, name: str = "c") -> float | torch.T
     if isinstance(c, torch.Tensor):
         if not c.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor, got {c.dtype}")
-        if validation_enabled() and c.numel() > 0:
+        if validation_enabled() and c.numel() > 0 and has_values(c):
             if not bool(torch.isfinite(c).all()) or not bool((c > 0).all()):
                 raise ValueError(
                     f"{name} must be a finite positive curvature magnitude (curvature -{name}),"

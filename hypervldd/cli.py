@@ -140,6 +140,12 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/hypervldd)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda or cuda:N for the encoders and distillation "
+        "(default: CUDA when available, else cpu)",
+    )
 
 
 def _protocol_args(p: argparse.ArgumentParser) -> None:
@@ -186,6 +192,15 @@ def _dataset_options(args: argparse.Namespace):  # noqa: ANN202
     )
 
 
+def _device(args: argparse.Namespace):  # noqa: ANN202
+    from ._device import resolve_device
+
+    try:
+        return resolve_device(args.device, name="--device")
+    except ValueError as err:
+        raise CliError(str(err)) from err
+
+
 def _features(args: argparse.Namespace, splits=("train", "val", "test")):  # noqa: ANN001, ANN202
     from .pipeline import prepare
 
@@ -201,6 +216,7 @@ def _features(args: argparse.Namespace, splits=("train", "val", "test")):  # noq
         image_root=args.image_root,
         dataset_options=_dataset_options(args),
         timm_checkpoint=args.timm_checkpoint,
+        device=_device(args),
     )
 
 
@@ -221,6 +237,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         validated = wants_validation(args.method, args.config)
     except (KeyError, TypeError, ValueError) as err:
         raise CliError(f"--method/--config: {err}") from err
+    _device(args)  # a bad --device fails before the features are loaded
     feats = _features(args, ("train", "val") if validated else ("train",))
     syn = distill(
         feats["train"],
@@ -234,6 +251,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         val=feats.get("val"),
         protocol=_protocol(args),
+        device=_device(args),
     )
     if _is_main():
         picked = describe_selection(syn)
@@ -564,11 +582,31 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_inspect)
 
 
+def _add_selftest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "selftest", help="check every kernel against the float64 reference on each device"
+    )
+    p.add_argument(
+        "--device",
+        action="append",
+        default=None,
+        help="cpu, cuda or cuda:N (repeatable); default: the CPU and every CUDA device",
+    )
+    p.set_defaults(func=_cmd_selftest)
+
+
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from .selftest import main as selftest_main
+
+    return selftest_main([a for d in args.device or [] for a in ("--device", d)])
+
+
 #: name -> function adding the subcommand to the parser
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "info": _add_info,
     "demo": _add_demo,
     "pipeline": _add_pipeline,
+    "selftest": _add_selftest,
 }
 
 

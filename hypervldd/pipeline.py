@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from ._device import resolve_device
+
 __all__ = [
     "IMAGE_ENCODERS",
     "TEXT_ENCODERS",
@@ -59,8 +61,9 @@ def build_encoders(
     open_clip_checkpoint: str | os.PathLike | None = None,
     timm_checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
+    device: str | torch.device | None = "cpu",
 ) -> tuple[Any, Any]:
-    """Image and text encoders by name.
+    """Image and text encoders by name, on ``device`` (``None``: CUDA when available).
 
     ``image``/``text`` are names from :data:`IMAGE_ENCODERS`/:data:`TEXT_ENCODERS`,
     or ``"open_clip:<architecture>"`` (both towers of an open_clip model whose
@@ -72,6 +75,7 @@ def build_encoders(
     from . import data
     from .data.encoder_specs import build_encoder_pair, third_party_progress
 
+    device = resolve_device(device)
     if any(x.startswith(("timm:", "hf:")) for x in (image, text)):
         try:
             return build_encoder_pair(
@@ -80,12 +84,15 @@ def build_encoders(
                 open_clip_checkpoint=open_clip_checkpoint,
                 timm_checkpoint=timm_checkpoint,
                 progress=progress,
+                device=device,
             )
         except ValueError as err:
             raise PipelineError(str(err)) from err
     if not progress:
         with third_party_progress(False):
-            return build_encoders(image, text, open_clip_checkpoint=open_clip_checkpoint)
+            return build_encoders(
+                image, text, open_clip_checkpoint=open_clip_checkpoint, device=device
+            )
 
     if image.startswith("open_clip:") or text.startswith("open_clip:"):
         arch = (image if image.startswith("open_clip:") else text).split(":", 1)[1]
@@ -94,17 +101,17 @@ def build_encoders(
                 f"open_clip:{arch} needs a local checkpoint file (--open-clip-checkpoint); "
                 "nothing is downloaded at run time"
             )
-        img_enc, txt_enc = data.load_open_clip(arch, open_clip_checkpoint)
+        img_enc, txt_enc = data.load_open_clip(arch, open_clip_checkpoint, device=device)
         if not image.startswith("open_clip:"):
-            img_enc = build_encoders(image, TEXT_ENCODERS[0])[0]
+            img_enc = build_encoders(image, TEXT_ENCODERS[0], device=device)[0]
         if not text.startswith("open_clip:"):
-            txt_enc = build_encoders(IMAGE_ENCODERS[0], text)[1]
+            txt_enc = build_encoders(IMAGE_ENCODERS[0], text, device=device)[1]
         return img_enc, txt_enc
     if image not in IMAGE_ENCODERS:
         raise PipelineError(f"image encoder must be one of {IMAGE_ENCODERS} or open_clip:<arch>")
     if text not in TEXT_ENCODERS:
         raise PipelineError(f"text encoder must be one of {TEXT_ENCODERS} or open_clip:<arch>")
-    return data.efficientnet_lite0(), data.minilm_l6_v2()
+    return data.efficientnet_lite0(device=device), data.minilm_l6_v2(device=device)
 
 
 def _load_dataset(
@@ -147,15 +154,19 @@ def prepare(
     image_root: str | os.PathLike | None = None,
     dataset_options: Any = None,
     timm_checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Encode the requested splits of a dataset (cached): ``{split: PairedFeatures}``.
 
     ``image_root`` is the image folder of a Karpathy JSON or a caption table;
     ``dataset_options`` (:class:`~hypervldd.data.sources.DatasetOptions`) the column
-    names and split ratios of the other formats.
+    names and split ratios of the other formats. The encoders run on ``device``
+    (``"cpu"``, ``"cuda"``, ``"cuda:N"``; default: CUDA when available, else the CPU);
+    the features come back on the CPU.
     """
     from . import data
 
+    device = resolve_device(device)  # before any work: a bad device fails at once
     ds = _load_dataset(dataset, limit, progress, image_root, dataset_options)
     missing = [s for s in splits if s not in ds.splits]
     if missing:
@@ -169,6 +180,7 @@ def prepare(
         open_clip_checkpoint=open_clip_checkpoint,
         timm_checkpoint=timm_checkpoint,
         progress=progress,
+        device=device,
     )
     return {
         s: data.extract_features(ds, s, img_enc, txt_enc, cache_dir, progress=progress)
@@ -237,8 +249,13 @@ def distill(
     progress: bool = False,
     val: Any = None,
     protocol: Any = None,
+    device: str | torch.device | None = None,
 ) -> Any:
     """Distil ``real`` features into ``budget`` pairs with ``method``; save to ``out`` if given.
+
+    The method runs on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``; default: CUDA when
+    available, else the CPU): the real features are moved there first, so the synthetic
+    tensors and every auxiliary model live there too.
 
     A gradient method whose config sets ``engine.validate_every`` is validated on ``val``
     (validation features) with one student of ``protocol`` (:func:`validation_scorer`);
@@ -254,6 +271,9 @@ def distill(
 
     if out is not None:  # before the work: a directory or a path under a file would lose it
         check_output_file(out, what="out", force=True)
+    device = resolve_device(device)  # before any work: a bad device fails at once
+    if device.type != "cpu":
+        real = _on_device(real, device)
     distiller = get_distiller(method, dict(config or {}))
     eng = _validating_engine(distiller)
     validate = None
@@ -282,6 +302,29 @@ def distill(
     if out is not None and is_main_process():
         synthetic.save(out)
     return synthetic
+
+
+def _on_device(real: Any, device: torch.device) -> Any:
+    """``real`` as an adaptable feature object on ``device``, keeping its identity.
+
+    The fingerprint and the encoder ids recorded in artifacts are those of ``real``, so
+    a set distilled on a GPU names the same data as one distilled on the CPU.
+    """
+    from types import SimpleNamespace
+
+    from .eval import as_feature_set
+
+    fs = as_feature_set(real, "real")
+    fp = getattr(real, "fingerprint", None)
+    fp = fp() if callable(fp) else fp
+    return SimpleNamespace(
+        image=fs.image.to(device),
+        text=fs.text.to(device),
+        txt2img=fs.txt2img.to(device),
+        fingerprint=fp if isinstance(fp, str) else fs.fingerprint(),
+        encoders=getattr(real, "encoders", None),
+        metadata=getattr(real, "metadata", None),
+    )
 
 
 def evaluate_set(train: Any, test: Any, protocol: Any = None, *, val: Any = None) -> Any:

@@ -135,6 +135,7 @@ def _one(
     open_clip_checkpoint: str | os.PathLike | None,
     timm_checkpoint: str | os.PathLike | None,
     clip_cache: dict[str, tuple[Any, Any]],
+    device: Any = "cpu",
 ) -> Any:
     from . import encoders
 
@@ -147,7 +148,7 @@ def _one(
                 "nothing is downloaded at run time"
             )
         if arch not in clip_cache:
-            clip_cache[arch] = encoders.load_open_clip(arch, open_clip_checkpoint)
+            clip_cache[arch] = encoders.load_open_clip(arch, open_clip_checkpoint, device=device)
         return clip_cache[arch][0 if side == "image" else 1]
     if spec.startswith("timm:"):
         if side != "image":
@@ -157,16 +158,16 @@ def _one(
                 f"{arg} {spec}: needs a local checkpoint (--timm-checkpoint: a state-dict file "
                 "or a folder with config.json + model.safetensors); nothing is downloaded"
             )
-        return encoders.TimmImageEncoder(spec.split(":", 1)[1], timm_checkpoint)
+        return encoders.TimmImageEncoder(spec.split(":", 1)[1], timm_checkpoint, device=device)
     if spec.startswith("hf:"):
         folder = Path(spec[3:])
         if side == "image":
-            return encoders.HFImageEncoder(folder, id=f"hf:{folder.name}")
-        return load_sentence_transformer(folder)
+            return encoders.HFImageEncoder(folder, id=f"hf:{folder.name}", device=device)
+        return load_sentence_transformer(folder, device=device)
     if side == "image" and spec == "efficientnet-lite0":
-        return encoders.efficientnet_lite0()
+        return encoders.efficientnet_lite0(device=device)
     if side == "text" and spec == "minilm-l6-v2":
-        return encoders.minilm_l6_v2()
+        return encoders.minilm_l6_v2(device=device)
     raise ValueError(f"{arg} must be {ENCODER_KINDS}; got {spec!r}")
 
 
@@ -177,8 +178,10 @@ def build_encoder_pair(
     open_clip_checkpoint: str | os.PathLike | None = None,
     timm_checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
+    device: Any = "cpu",
 ) -> tuple[Any, Any]:
-    """``(image_encoder, text_encoder)`` for two encoder strings (see the module table).
+    """``(image_encoder, text_encoder)`` for two encoder strings (see the module table),
+    on ``device``.
 
     Both ``open_clip:ARCH`` sides share one model. ``progress=False`` silences the
     loading bars of the libraries below.
@@ -193,6 +196,7 @@ def build_encoder_pair(
         "open_clip_checkpoint": open_clip_checkpoint,
         "timm_checkpoint": timm_checkpoint,
         "clip_cache": cache,
+        "device": device,
     }
     with third_party_progress(progress):
         return _one("image", image, **kw), _one("text", text, **kw)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import has_values
 from ..distributed import all_gather_rows, all_reduce_mean_, get_rank, get_world_size, shard_range
 from ..eval.protocol import StudentConfig
 from ..eval.student import Student, batch_targets, symmetric_infonce
@@ -80,7 +81,11 @@ class OnlineStudent:
     def __init__(self, data: RealData, config: Any, gen: torch.Generator) -> None:
         self.config = config
         self.student = Student(
-            data.pair_image.shape[1], data.pair_text.shape[1], config.student, gen
+            data.pair_image.shape[1],
+            data.pair_text.shape[1],
+            config.student,
+            gen,
+            device=data.pair_image.device,
         )
         self.optimizer = torch.optim.SGD(
             [p for p in self.student.parameters() if p.requires_grad],
@@ -124,7 +129,8 @@ class OnlineStudent:
         sloss = symmetric_infonce(
             logits, batch_targets(idx, similarity=None, group=data.pair_group)
         )
-        if bool(torch.isfinite(sloss)):
+        # a traced (fake) loss has no value to test: the step is taken
+        if not has_values(sloss) or bool(torch.isfinite(sloss)):
             self.optimizer.zero_grad(set_to_none=True)
             sloss.backward()
             if group is not None:

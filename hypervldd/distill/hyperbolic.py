@@ -167,7 +167,13 @@ class RankAlignDistiller(GradientDistiller):
         self._experts: list[Student] = []
         self._real_points: list[tuple[torch.Tensor, torch.Tensor]] = []
         for _ in range(int(cfg.experts)):
-            st = Student(data.pair_image.shape[1], data.pair_text.shape[1], cfg.student, gen)
+            st = Student(
+                data.pair_image.shape[1],
+                data.pair_text.shape[1],
+                cfg.student,
+                gen,
+                device=data.pair_image.device,
+            )
             train_student(st, data.pair_image, data.pair_text, protocol, gen, group=data.pair_group)
             st.eval()
             st.requires_grad_(False)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .._checks import check_finite, check_tensor
+from .._checks import check_finite, check_tensor, has_values
 
 __all__ = ["FeatureSet", "as_feature_set", "tensor_digest"]
 
@@ -64,14 +64,15 @@ class FeatureSet:
             raise ValueError(
                 f"txt2img must have one entry per caption ({txt.shape[0]}), got {idx.shape[0]}"
             )
-        if int(idx.min()) < 0 or int(idx.max()) >= img.shape[0]:
+        # traced (fake) tensors have no values to range-check
+        if has_values(idx) and (int(idx.min()) < 0 or int(idx.max()) >= img.shape[0]):
             raise ValueError(
                 f"txt2img values must lie in [0, {img.shape[0]}), got range "
                 f"[{int(idx.min())}, {int(idx.max())}]"
             )
         check_finite(img, "image")
         check_finite(txt, "text")
-        if not self.allow_uncaptioned:
+        if not self.allow_uncaptioned and has_values(idx):
             counts = torch.bincount(idx, minlength=img.shape[0])
             if bool((counts == 0).any()):
                 n = int((counts == 0).sum())

@@ -13,6 +13,7 @@ Everything random (head initialisation, batch order) draws from an explicit
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import validation
+from .._checks import has_values, validation
 from ..manifolds import get_manifold
 from .protocol import EvalProtocol, StudentConfig
 
@@ -40,12 +41,18 @@ _FLOOR = 1e-12
 
 def _uniform_(t: torch.Tensor, bound: float, generator: torch.Generator) -> None:
     with torch.no_grad():
-        t.uniform_(-bound, bound, generator=generator)
+        if t.device == generator.device:
+            t.uniform_(-bound, bound, generator=generator)
+        else:  # a CPU generator fills a GPU tensor: the same draws, made where it lives
+            draw = torch.empty(t.shape, dtype=t.dtype, device=generator.device)
+            t.copy_(draw.uniform_(-bound, bound, generator=generator))
 
 
-def _linear(d_in: int, d_out: int, generator: torch.Generator) -> nn.Linear:
+def _linear(
+    d_in: int, d_out: int, generator: torch.Generator, device: torch.device | None = None
+) -> nn.Linear:
     # PyTorch's default Linear init (uniform +-1/sqrt(fan_in)) drawn from our generator.
-    layer = nn.Linear(d_in, d_out)
+    layer = nn.Linear(d_in, d_out, device=device)
     bound = 1.0 / math.sqrt(d_in)
     _uniform_(layer.weight, bound, generator)
     _uniform_(layer.bias, bound, generator)
@@ -59,13 +66,20 @@ class ProjectionHead(nn.Module):
     training is deterministic).
     """
 
-    def __init__(self, d_in: int, width: int, kind: str, generator: torch.Generator) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        width: int,
+        kind: str,
+        generator: torch.Generator,
+        device: torch.device | None = None,
+    ) -> None:
         super().__init__()
         self.kind = kind
-        self.proj = _linear(d_in, width, generator)
+        self.proj = _linear(d_in, width, generator, device)
         if kind == "mlp":
-            self.fc = _linear(width, width, generator)
-            self.norm = nn.LayerNorm(width)
+            self.fc = _linear(width, width, generator, device)
+            self.norm = nn.LayerNorm(width, device=device)
         elif kind != "linear":
             raise ValueError(f"kind must be 'linear' or 'mlp', got {kind!r}")
 
@@ -84,6 +98,9 @@ class Student(nn.Module):
         config: the :class:`StudentConfig`.
         generator: source of the initial weights.
         trainable: parts that receive gradients (see ``EvalProtocol.trainable``).
+        device: where the parameters live (default: the CPU). The weights are drawn
+            from ``generator`` wherever it lives, so a seed gives the same student on
+            every device.
     """
 
     def __init__(
@@ -93,16 +110,20 @@ class Student(nn.Module):
         config: StudentConfig,
         generator: torch.Generator,
         trainable: tuple[str, ...] = ("image_head", "text_head"),
+        device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
+        device = torch.device(device) if device is not None else None
         self.config = config
-        self.image_head = ProjectionHead(image_dim, config.width, config.head, generator)
-        self.text_head = ProjectionHead(text_dim, config.width, config.head, generator)
-        self.log_scale = nn.Parameter(torch.tensor(math.log(config.feature_scale)))
-        self.log_tau = nn.Parameter(torch.tensor(math.log(config.temperature)))
-        self.manifold = get_manifold(
-            config.geometry, config.curvature, learnable="curvature" in trainable
-        )
+        self.image_head = ProjectionHead(image_dim, config.width, config.head, generator, device)
+        self.text_head = ProjectionHead(text_dim, config.width, config.head, generator, device)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(config.feature_scale), device=device))
+        self.log_tau = nn.Parameter(torch.tensor(math.log(config.temperature), device=device))
+        # built in place rather than moved: Module.to cannot move a traced (fake) parameter
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            self.manifold = get_manifold(
+                config.geometry, config.curvature, learnable="curvature" in trainable
+            )
         self.image_head.requires_grad_("image_head" in trainable)
         self.text_head.requires_grad_("text_head" in trainable)
         self.log_scale.requires_grad_("feature_scale" in trainable)
@@ -200,7 +221,7 @@ class Student(nn.Module):
         sq = (x2[:, None] + y2[None, :] - 2.0 * (x @ y.T)).clamp_min(0)
         if geo == "euclidean":
             return -sq
-        c = float(self.manifold.c)
+        c = self.manifold.c.detach().to(dtype=x.dtype, device=x.device)  # no host read-back
         return -sq / torch.outer(1.0 - c * x2, 1.0 - c * y2)
 
 
@@ -230,7 +251,8 @@ def batch_targets(
         return similarity[idx][:, idx]
     if group is not None:
         g = group[idx]
-        if bool((g[:, None] == g[None, :]).sum() > g.shape[0]):
+        # Traced (fake) tensors cannot answer the branch: take the general mask there.
+        if not has_values(g) or bool((g[:, None] == g[None, :]).sum() > g.shape[0]):
             return (g[:, None] == g[None, :]).float()
     return None
 
@@ -308,23 +330,31 @@ def _train_epochs(
         for g, lr0 in zip(opt.param_groups, base, strict=True):
             g["lr"] = lr0 * factor
         perm = torch.randperm(m, generator=generator)
-        total, n = 0.0, 0
+        # The epoch's loss is summed where it is computed and read once per epoch: a
+        # per-step float() or isfinite() would stall a GPU at every step.
+        total, n = None, 0
         for i in range(0, m, bs):
             idx = perm[i : i + bs]
             if idx.shape[0] < 2 and m >= 2:
                 continue  # a contrastive step needs at least one negative
             loss = batch_loss(idx, batch_targets(idx, similarity=similarity, group=group))
-            if not bool(torch.isfinite(loss)):
-                raise FloatingPointError(
-                    f"{what} loss became {float(loss.detach())} at epoch {epoch + 1}; {hint} "
-                    "or check the training pairs"
-                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * idx.shape[0]
+            part = loss.detach().double() * idx.shape[0]
+            total = part if total is None else total + part
             n += idx.shape[0]
-        losses.append(total / max(n, 1))
+        mean = float("nan")  # traced (fake) tensors have no value to report
+        if total is None:
+            mean = 0.0
+        elif has_values(total):
+            mean = float(total) / max(n, 1)
+            if not math.isfinite(mean):
+                raise FloatingPointError(
+                    f"{what} loss became {mean} at epoch {epoch + 1}; {hint} "
+                    "or check the training pairs"
+                )
+        losses.append(mean)
         if on_epoch is not None:
             on_epoch(epoch + 1)
     student.eval()

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_curvature
+from .._checks import check_curvature, has_values
 
 __all__ = ["Curvature"]
 
@@ -85,7 +85,9 @@ class Curvature(nn.Module):
         return self()
 
     def extra_repr(self) -> str:
-        v = float(self().detach())
+        value = self().detach()
+        # a fake (traced) curvature has no value to print
+        v = f"{float(value):.4g}" if has_values(value) else "?"
         if self.learnable:
-            return f"c={v:.4g}, learnable=True, bounds={self.bounds}"
-        return f"c={v:.4g}"
+            return f"c={v}, learnable=True, bounds={self.bounds}"
+        return f"c={v}"

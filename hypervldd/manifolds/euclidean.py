@@ -150,7 +150,8 @@ class Sphere(Manifold):
 
     def dist0(self, x: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         x = self._point(x, "x")
-        return math.sphere_dist(x, self.origin(x.shape, dtype=x.dtype), self._c(x), keepdim=keepdim)
+        o = self.origin(x.shape, dtype=x.dtype, device=x.device)
+        return math.sphere_dist(x, o, self._c(x), keepdim=keepdim)
 
     def pairwise_dist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x, y = self._point(x, "x"), self._point(y, "y")
@@ -199,7 +200,7 @@ class Sphere(Manifold):
     def origin(self, *size, dtype=None, device=None, seed=None) -> torch.Tensor:  # noqa: ANN001
         size = _flat_size(size)
         o = torch.zeros(*size, dtype=dtype, device=device)
-        o[..., 0] = 1.0 / float(self.c) ** 0.5
+        o[..., 0] = 1.0 / self.c.detach().sqrt()
         return o
 
     def random(

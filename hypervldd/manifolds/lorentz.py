@@ -136,7 +136,7 @@ class Lorentz(Manifold):
 
     def origin(self, *size, dtype=None, device=None, seed=None) -> torch.Tensor:  # noqa: ANN001
         size = _flat_size(size)
-        o = math.origin(*size, c=float(self.c), dtype=dtype, device=device)
+        o = math.origin(*size, c=self.c.detach(), dtype=dtype, device=device)
         return o
 
     def random(
@@ -150,7 +150,7 @@ class Lorentz(Manifold):
         """Points at distance ``radius`` from the origin; ``size`` ends with ``D + 1``."""
         size = _flat_size(size)
         return math.random(
-            *size, radius=radius, c=float(self.c), dtype=dtype, device=device, generator=generator
+            *size, radius=radius, c=self.c.detach(), dtype=dtype, device=device, generator=generator
         )
 
     random_normal = random

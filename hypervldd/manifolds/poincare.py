@@ -127,7 +127,7 @@ class PoincareBall(Manifold):
         return math.random(
             *_flat_size(size),
             radius=radius,
-            c=float(self.c),
+            c=self.c.detach(),
             dtype=dtype,
             device=device,
             generator=generator,
