@@ -10,6 +10,8 @@ import os
 
 import torch
 import triton
+from torch._subclasses.fake_tensor import is_fake
+from torch.library import triton_op, wrap_triton
 
 __all__ = [
     "GEMM_OPERAND_OFFSET",
@@ -20,6 +22,8 @@ __all__ = [
     "row_data",
     "tile_configs",
     "block_d",
+    "gpu_op",
+    "launch",
 ]
 
 MANIFOLD_CODE = {"lorentz": 0, "poincare": 1, "euclidean": 2}
@@ -53,7 +57,9 @@ def tile_configs() -> list[triton.Config]:
         (64, 64, 64, 4, 4),
         (32, 64, 32, 4, 2),
     ):
-        out.append(triton.Config({"BM": bm, "BN": bn, "BK": bk}, num_warps=warps, num_stages=stages))
+        out.append(
+            triton.Config({"BM": bm, "BN": bn, "BK": bk}, num_warps=warps, num_stages=stages)
+        )
     return out
 
 
@@ -89,3 +95,27 @@ def row_data(
 def c_scalar(c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``c`` (or ``tau``) as a one-element float64 tensor on the points' device."""
     return c.reshape(1).to(device=like.device, dtype=torch.float64)
+
+
+def gpu_op(name: str):  # noqa: ANN201
+    """Registers ``fn`` as ``torch.library.triton_op(name)`` (torch.compile traces into
+    its kernels). Under the interpreter torch cannot trace an interpreted kernel (it
+    would run it on fake tensors), so there the op is an opaque ``custom_op`` with the
+    same body, whose fake impl is the body with the launches skipped (:func:`launch`)."""
+
+    def deco(fn):  # noqa: ANN001, ANN202
+        if interpreting():
+            op = torch.library.custom_op(name, mutates_args=())(fn)
+            op.register_fake(fn)
+            return op
+        return triton_op(name, mutates_args=())(fn)
+
+    return deco
+
+
+def launch(kernel, grid, *args, **kwargs) -> None:  # noqa: ANN001
+    """``wrap_triton(kernel)[grid](*args, **kwargs)``; skipped for fake tensors under the
+    interpreter (the fake impl only needs the output shapes)."""
+    if interpreting() and any(isinstance(a, torch.Tensor) and is_fake(a) for a in args):
+        return
+    wrap_triton(kernel)[grid](*args, **kwargs)

@@ -113,7 +113,8 @@ def pair_fast(g, r0, r1, q0, q1, c, sc, MAN: tl.constexpr, IS64: tl.constexpr):
         root = tl.sqrt(z) * tl.sqrt(z + 2.0)
         d = log1p_pos(z + root) / sc
         f = sc / root
-        ok = e <= tol * z
+        # + tiny: two origins (bound 0 <= 0 in form 2) have no finite factor.
+        ok = e + tiny <= tol * z
         sq = z
     elif MAN == 1:
         sq = (r0 + q0) - 2.0 * g

@@ -13,9 +13,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
 
-from ._host import block_d, c_scalar, operand, precision, row_data, tile_configs
+from ._host import block_d, c_scalar, gpu_op, launch, operand, precision, row_data, tile_configs
 from ._tile import dist_tile, grad_tile, load_rows
 
 __all__ = ["triton_pairwise_dist", "triton_pairwise_dist_backward"]
@@ -96,8 +95,10 @@ def _check(x: torch.Tensor, y: torch.Tensor, manifold: int) -> None:
     torch._check(manifold in (0, 1, 2), lambda: f"manifold code must be 0, 1 or 2, not {manifold}")
 
 
-@triton_op("hypervldd::triton_pairwise_dist", mutates_args=())
-def triton_pairwise_dist(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, manifold: int) -> torch.Tensor:
+@gpu_op("hypervldd::triton_pairwise_dist")
+def triton_pairwise_dist(
+    x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, manifold: int
+) -> torch.Tensor:
     """All-pairs distances ``(N, D'), (M, D') -> (N, M)`` by the Triton kernel.
 
     ``c``: one-element tensor (curvature ``-c``); ``manifold``: 0 Lorentz, 1 Poincaré,
@@ -119,7 +120,7 @@ def triton_pairwise_dist(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, mani
     def grid(meta):  # noqa: ANN001, ANN202
         return (triton.cdiv(n, meta["BM"]), triton.cdiv(m, meta["BN"]))
 
-    wrap_triton(_pairwise_fwd)[grid](
+    launch(_pairwise_fwd, grid,
         xa, xa.stride(0), xa.stride(1), *xr,
         ya, ya.stride(0), ya.stride(1), *yr,
         c64, out, out.stride(0), out.stride(1), n, m, dim,
@@ -150,7 +151,7 @@ def owner_grad(
     def grid(meta):  # noqa: ANN001, ANN202
         return (triton.cdiv(n, meta["BM"]), triton.cdiv(dim, bd))
 
-    wrap_triton(launch_kernel)[grid](
+    launch(launch_kernel, grid,
         xa, xa.stride(0), xa.stride(1), *xr,
         ya, ya.stride(0), ya.stride(1), *yr,
         c64, *extra, ga, ga.stride(0), ga.stride(1), sgd, n, m, dim,
@@ -177,7 +178,7 @@ def grad_c(
     return gc.reshape(c.shape).to(c.dtype)
 
 
-@triton_op("hypervldd::triton_pairwise_dist_backward", mutates_args=())
+@gpu_op("hypervldd::triton_pairwise_dist_backward")
 def triton_pairwise_dist_backward(
     grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, manifold: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
