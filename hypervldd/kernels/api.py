@@ -164,6 +164,8 @@ def contrastive_loss(
     _check_positive(tau, "tau")
     _check_scalar(tau, "tau", x.device)
     positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
+    if backend_for(x.device) == "triton":
+        return dispatch.triton_contrastive(x, y, manifold, c, tau, positives)
     if _use_ext(x.device):
         from .fused import contrastive_loss_op
 

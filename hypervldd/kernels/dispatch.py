@@ -69,3 +69,14 @@ def triton_pairwise(x: torch.Tensor, y: torch.Tensor, manifold: str, c) -> torch
     from . import triton as _ops  # noqa: F401  (registers the ops; imports triton)
 
     return torch.ops.hypervldd.triton_pairwise_dist(x, y, c_tensor(c, x), MANIFOLD_CODE[manifold])
+
+
+def triton_contrastive(x, y, manifold: str, c, tau, positives) -> torch.Tensor:  # noqa: ANN001
+    """Validated inputs -> ``hypervldd::triton_contrastive_loss`` (the 0-d loss)."""
+    from . import triton as _ops  # noqa: F401
+
+    if positives is None:
+        positives = torch.arange(x.shape[0], device=x.device)
+    return torch.ops.hypervldd.triton_contrastive_loss(
+        x, y, c_tensor(c, x), c_tensor(tau, x), positives, MANIFOLD_CODE[manifold]
+    )[0]

@@ -136,6 +136,7 @@ def owner_grad(
     c64: torch.Tensor,
     manifold: int,
     extra: tuple,
+    **constexprs: object,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Runs one owner pass ``launch_kernel`` (rows of ``x`` against all of ``y``) and
     returns ``(dL/dx (N, D'), per-row sum G d (N,) float64)``."""
@@ -156,6 +157,7 @@ def owner_grad(
         ya, ya.stride(0), ya.stride(1), *yr,
         c64, *extra, ga, ga.stride(0), ga.stride(1), sgd, n, m, dim,
         MAN=manifold, IS64=x.dtype == torch.float64, PREC=precision(x.dtype), BD=bd,
+        **constexprs,
     )  # fmt: skip
     return gx, sgd
 
