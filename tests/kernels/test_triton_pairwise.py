@@ -58,10 +58,12 @@ def test_non_contiguous_inputs(triton_cpu) -> None:  # noqa: F811
     x = points("lorentz", 17, 6, torch.float32)
     y = points("lorentz", 9, 6, torch.float32)
     xt = x.T.contiguous().T  # column-major
-    yb = torch.cat([y, y], 1)[:, ::2]
+    yb = torch.zeros(9, 14)
+    yb[:, ::2] = y
+    yb = yb[:, ::2]
     assert not xt.is_contiguous() and not yb.is_contiguous()
     d = K.pairwise_dist(xt, yb, "lorentz")
-    assert torch.equal(d, K.pairwise_dist(x, yb.contiguous(), "lorentz"))
+    assert torch.equal(d, K.pairwise_dist(x, y, "lorentz"))
 
 
 @pytest.mark.parametrize("manifold", MANIFOLDS)
