@@ -74,14 +74,11 @@ def epilogue(
 
 
 def round_to_tf32(a: torch.Tensor) -> torch.Tensor:
-    """float32 rounded to TF32 (10 explicit mantissa bits), round-to-nearest-even on the
-    bit pattern, as the hardware's ``cvt.rna``-style conversion (ties away differ only on
-    exact ties, which the split makes irrelevant for the error bound)."""
+    """float32 rounded to TF32 (10 explicit mantissa bits), to nearest with ties away
+    from zero on the bit pattern, as the hardware's ``cvt.rna.tf32.f32`` conversion."""
     bits = a.contiguous().view(torch.int32)
-    lsb = (bits >> 13) & 1
-    rounded = (bits + 0x0FFF + lsb) & ~0x1FFF
-    finite = torch.isfinite(a)
-    return torch.where(finite, rounded.view(torch.float32), a)
+    rounded = (bits + 0x1000) & ~0x1FFF
+    return torch.where(torch.isfinite(a), rounded.view(torch.float32), a)
 
 
 def tf32x3_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
