@@ -213,6 +213,10 @@ def row_stats(
         positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
     elif positives is not None:
         positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
+    if backend_for(x.device) == "triton":
+        return dispatch.triton_row_stats(
+            x, y, manifold, c, tau, values, rank_temperature, positives
+        )
     if _use_ext(x.device):
         from .fused import row_stats_op
 

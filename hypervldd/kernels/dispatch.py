@@ -80,3 +80,18 @@ def triton_contrastive(x, y, manifold: str, c, tau, positives) -> torch.Tensor: 
     return torch.ops.hypervldd.triton_contrastive_loss(
         x, y, c_tensor(c, x), c_tensor(tau, x), positives, MANIFOLD_CODE[manifold]
     )[0]
+
+
+def triton_row_stats(x, y, manifold: str, c, tau, values, rank_temperature, positives):  # noqa: ANN001, ANN201
+    """Validated inputs -> ``hypervldd::triton_row_stats`` as a ``RowStats``."""
+    from . import triton as _ops  # noqa: F401
+    from .reference import RowStats
+
+    if positives is None:
+        positives = torch.arange(x.shape[0], device=x.device)
+    v = values if values is not None else x.new_zeros((y.shape[0], 0))
+    rt = float(rank_temperature) if rank_temperature is not None else -1.0
+    lse, w, r, _ = torch.ops.hypervldd.triton_row_stats(
+        x, y, c_tensor(c, x), c_tensor(tau, x), v, positives, rt, MANIFOLD_CODE[manifold]
+    )
+    return RowStats(lse, w if values is not None else None, r if rank_temperature else None)

@@ -9,6 +9,6 @@ See docs/kernels.md.
 
 from __future__ import annotations
 
-from . import contrastive, pairwise  # noqa: F401  (registers the ops)
+from . import contrastive, pairwise, row_stats  # noqa: F401  (registers the ops)
 
-__all__ = ["contrastive", "pairwise"]
+__all__ = ["contrastive", "pairwise", "row_stats"]
