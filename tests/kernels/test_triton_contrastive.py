@@ -11,7 +11,6 @@ import hypervldd.kernels as K
 from hypervldd.kernels import reference as R
 
 from ._helpers import DTYPES, MANIFOLDS, grad_rtol, points, rtol
-from ._triton import triton_cpu  # noqa: F401  (fixture)
 
 CODE = {"lorentz": 0, "poincare": 1, "euclidean": 2}
 
@@ -35,7 +34,7 @@ CASES = [(man, dt, (17, 33, 3)) for man in MANIFOLDS for dt in DTYPES] + [
 
 
 @pytest.mark.parametrize(("manifold", "dtype", "shape"), CASES)
-def test_loss_and_gradients_match_reference_and_cpp(triton_cpu, manifold, dtype, shape) -> None:  # noqa: F811
+def test_loss_and_gradients_match_reference_and_cpp(triton_cpu, manifold, dtype, shape) -> None:
     n, m, dim = shape
     x = points(manifold, n, dim, dtype, c=0.7)
     y = points(manifold, m, dim, dtype, c=0.7)
@@ -62,7 +61,7 @@ def test_loss_and_gradients_match_reference_and_cpp(triton_cpu, manifold, dtype,
         assert (a - c_).abs().max() <= 2 * tol * scale
 
 
-def test_row_and_column_lse_match_reference(triton_cpu) -> None:  # noqa: F811
+def test_row_and_column_lse_match_reference(triton_cpu) -> None:
     x = points("lorentz", 17, 3, torch.float64)
     y = points("lorentz", 40, 3, torch.float64)
     pos = torch.arange(17)
@@ -77,7 +76,7 @@ def test_row_and_column_lse_match_reference(triton_cpu) -> None:  # noqa: F811
     assert torch.allclose(loss, ce / 34, rtol=1e-12, atol=0)
 
 
-def test_non_contiguous_and_nan(triton_cpu) -> None:  # noqa: F811
+def test_non_contiguous_and_nan(triton_cpu) -> None:
     x = points("poincare", 9, 4, torch.float32)
     y = points("poincare", 9, 4, torch.float32)
     xt = x.T.contiguous().T
@@ -93,7 +92,7 @@ def test_non_contiguous_and_nan(triton_cpu) -> None:  # noqa: F811
         assert torch.isnan(K.contrastive_loss(x, y, "poincare", 1.0, 0.1))
 
 
-def test_gradcheck_and_opcheck(triton_cpu) -> None:  # noqa: F811
+def test_gradcheck_and_opcheck(triton_cpu) -> None:
     x = points("lorentz", 3, 2, torch.float64)
     y = points("lorentz", 4, 2, torch.float64)
     xs = x[:, 1:].clone().requires_grad_()

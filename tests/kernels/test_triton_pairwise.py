@@ -13,7 +13,6 @@ from hypervldd.kernels.pair_bound import epilogue
 from hypervldd.manifolds import poincare_math as P
 
 from ._helpers import DTYPES, MANIFOLDS, envelope_pairs, grad_rtol, points, rtol
-from ._triton import triton_cpu  # noqa: F401  (fixture)
 
 CODE = {"lorentz": 0, "poincare": 1, "euclidean": 2}
 # Row counts 1, 17, 129 and D = 1, 3, 65 (space dimensions), each at least once.
@@ -32,7 +31,7 @@ def _oracle(x: torch.Tensor, y: torch.Tensor, manifold: str, c: float) -> torch.
     return R.paired_dist_ref(xi, yj, manifold, c).reshape(n, m)
 
 
-def test_backend_for_routes_cpu_tensors_to_triton_only_on_request(triton_cpu, monkeypatch) -> None:  # noqa: F811
+def test_backend_for_routes_cpu_tensors_to_triton_only_on_request(triton_cpu, monkeypatch) -> None:
     assert backend_for("cpu") == "triton"
     monkeypatch.setenv("HYPERVLDD_TRITON_ON_CPU", "0")
     assert backend_for("cpu") in ("cpp", "reference")
@@ -42,7 +41,7 @@ def test_backend_for_routes_cpu_tensors_to_triton_only_on_request(triton_cpu, mo
 @pytest.mark.parametrize("manifold", MANIFOLDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_values_match_oracle_and_cpp(triton_cpu, manifold, dtype, shape) -> None:  # noqa: F811
+def test_values_match_oracle_and_cpp(triton_cpu, manifold, dtype, shape) -> None:
     n, m, dim = shape
     x = points(manifold, n, dim, dtype, c=0.7)
     y = points(manifold, m, dim, dtype, c=0.7)
@@ -54,7 +53,7 @@ def test_values_match_oracle_and_cpp(triton_cpu, manifold, dtype, shape) -> None
     assert torch.allclose(d, cpp, rtol=10 * rtol(dtype), atol=0)
 
 
-def test_non_contiguous_inputs(triton_cpu) -> None:  # noqa: F811
+def test_non_contiguous_inputs(triton_cpu) -> None:
     x = points("lorentz", 17, 6, torch.float32)
     y = points("lorentz", 9, 6, torch.float32)
     xt = x.T.contiguous().T  # column-major
@@ -69,7 +68,7 @@ def test_non_contiguous_inputs(triton_cpu) -> None:  # noqa: F811
 @pytest.mark.parametrize("manifold", MANIFOLDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(17, 5, 3)])
-def test_gradients_match_reference_and_cpp(triton_cpu, manifold, dtype, shape) -> None:  # noqa: F811
+def test_gradients_match_reference_and_cpp(triton_cpu, manifold, dtype, shape) -> None:
     n, m, dim = shape
     x = points(manifold, n, dim, dtype, c=0.7)
     y = points(manifold, m, dim, dtype, c=0.7)
@@ -95,7 +94,7 @@ def test_gradients_match_reference_and_cpp(triton_cpu, manifold, dtype, shape) -
 
 
 @pytest.mark.parametrize("manifold", MANIFOLDS)
-def test_gradcheck_float64(triton_cpu, manifold) -> None:  # noqa: F811
+def test_gradcheck_float64(triton_cpu, manifold) -> None:
     x = points(manifold, 2, 2, torch.float64).requires_grad_()
     y = points(manifold, 3, 2, torch.float64).requires_grad_()
     c = torch.tensor(0.8, dtype=torch.float64, requires_grad=manifold != "euclidean")
@@ -120,7 +119,7 @@ def test_gradcheck_float64(triton_cpu, manifold) -> None:  # noqa: F811
         assert torch.autograd.gradcheck(f, (x, y, c), fast_mode=True)
 
 
-def test_opcheck(triton_cpu) -> None:  # noqa: F811
+def test_opcheck(triton_cpu) -> None:
     x = points("poincare", 3, 2, torch.float32)
     y = points("poincare", 2, 2, torch.float32)
     c = torch.tensor(1.0)
@@ -134,7 +133,7 @@ def test_opcheck(triton_cpu) -> None:  # noqa: F811
 
 @pytest.mark.parametrize("manifold", ["lorentz", "poincare"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_accuracy_envelope(triton_cpu, manifold, dtype) -> None:  # noqa: F811
+def test_accuracy_envelope(triton_cpu, manifold, dtype) -> None:
     """Every radius x distance x direction of docs/geometry.md."""
     x64, y64, labels = envelope_pairs(manifold, dim=4)
     x, y = x64.to(dtype), y64.to(dtype)
@@ -150,7 +149,7 @@ def test_accuracy_envelope(triton_cpu, manifold, dtype) -> None:  # noqa: F811
     assert rel.max() <= rtol(dtype), f"worst {rel.max():.3g} at {labels[worst]}"
 
 
-def test_nan_in_nan_out_and_no_overflow(triton_cpu) -> None:  # noqa: F811
+def test_nan_in_nan_out_and_no_overflow(triton_cpu) -> None:
     x = points("lorentz", 3, 2, torch.float32)
     x[1, 2] = float("nan")
     with __import__("hypervldd").validation(False):

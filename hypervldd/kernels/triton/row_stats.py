@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference import paired_dist_ref
+from ..reference import _lorentz_sinh_half_sq, paired_dist_ref
 from ._host import c_scalar, gpu_op, launch, operand, precision, row_data, tile_configs
 from ._tile import dist_tile, grad_tile, load_rows
 from .pairwise import grad_c, owner_grad
@@ -254,6 +254,51 @@ def _row_stats_bwd(
                 tl.store(gsp_ptr + offs_a, gsp, ma)
 
 
+def _paired_slow_grad(
+    x: torch.Tensor, y: torch.Tensor, c64: torch.Tensor, manifold: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distance of paired rows and its gradients ``(d (P,), dd/dx, dd/dy (P, D'))`` in
+    float64 from coordinate differences, as ``pair_slow_grad``:
+    ``dd/dx = A (x - y) + Bx x``, ``dd/dy = -A (x - y) + By y`` (Lorentz: space part;
+    the zero subgradient at zero distance). Explicit formulas, no autograd: this runs
+    inside the op, below the autograd dispatch."""
+    off = 1 if manifold == 0 else 0
+    xs, ys = x[:, off:].double(), y[:, off:].double()
+    diff = xs - ys
+    sc = torch.sqrt(c64)
+    zero = torch.zeros_like(xs[:, 0])
+    if manifold == 0:
+        s2 = _lorentz_sinh_half_sq(xs, ys, sc)
+        d = 2.0 * torch.asinh(torch.sqrt(s2)) / sc
+        pos = s2 > 0
+        A = torch.where(pos, sc / (2.0 * torch.sqrt(torch.where(pos, s2 * (1 + s2), 1.0))), zero)
+        dsig = c64 * (diff * (xs + ys)).sum(1)
+        x0 = torch.sqrt(1.0 + c64 * (xs * xs).sum(1))
+        y0 = torch.sqrt(1.0 + c64 * (ys * ys).sum(1))
+        bx = -A * dsig / (x0 * (x0 + y0))
+        by = A * dsig / (y0 * (x0 + y0))
+    else:
+        sq = (diff * diff).sum(1)
+        if manifold == 1:
+            ax = 1.0 - c64 * (xs * xs).sum(1)
+            ay = 1.0 - c64 * (ys * ys).sum(1)
+            q = c64 * sq / (ax * ay)
+            t, h = torch.sqrt(q), torch.sqrt(1.0 + q)
+            d = 2.0 * torch.asinh(t) / sc
+            pos = q > 0
+            A = torch.where(pos, 2.0 * sc / torch.where(pos, t * h * ax * ay, 1.0), zero)
+            bx, by = A * c64 * sq / ax, A * c64 * sq / ay
+        else:
+            d = torch.sqrt(sq)
+            A = torch.where(sq > 0, 1.0 / torch.where(sq > 0, d, 1.0), zero)
+            bx, by = zero, zero
+    gx = torch.zeros_like(x, dtype=torch.float64)
+    gy = torch.zeros_like(y, dtype=torch.float64)
+    gx[:, off:] = A[:, None] * diff + bx[:, None] * xs
+    gy[:, off:] = -A[:, None] * diff + by[:, None] * ys
+    return d, gx, gy
+
+
 @gpu_op("hypervldd::triton_row_stats_backward")
 def triton_row_stats_backward(
     g_lse: torch.Tensor,
@@ -298,13 +343,10 @@ def triton_row_stats_backward(
     sgd = sgd.sum()
     if want_rank:
         # The positive logits s_pos = -d(x_i, y_p(i)) / tau (difference form, float64).
-        gpos = (-gsp.double() / tau64[0]).detach()
-        xp, yp = x.double(), y.double().index_select(0, positives)
-        name = _NAMES[manifold]
-        dpos, vjp = torch.func.vjp(lambda a, b: paired_dist_ref(a, b, name, c64[0]), xp, yp)
-        ga, gb = vjp(gpos)
-        gx = gx + ga.to(dt)
-        gy = gy.index_add(0, positives, gb.to(dt))
+        gpos = -gsp.double() / tau64[0]
+        dpos, ga, gb = _paired_slow_grad(x, y.index_select(0, positives), c64[0], manifold)
+        gx = gx + (gpos[:, None] * ga).to(dt)
+        gy = gy.index_add(0, positives, (gpos[:, None] * gb).to(dt))
         sgd = sgd + (gpos * dpos).sum()
     gtau = (-sgd / tau64[0]).reshape(tau.shape).to(tau.dtype)
     return gx, gy, grad_c(manifold, c, sgd, x, gx, y, gy), gtau, gv.to(values.dtype)

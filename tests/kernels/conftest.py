@@ -1,4 +1,4 @@
-"""Shared set-up of the Triton kernel tests: CPU tensors through the Triton ops, run by
+"""Fixture of the Triton kernel tests: CPU tensors through the Triton ops, run by
 Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1 when there is no GPU)."""
 
 from __future__ import annotations
