@@ -11,6 +11,7 @@ import hypervldd.kernels as K
 from hypervldd.kernels import reference as R
 
 from ._helpers import DTYPES, MANIFOLDS, grad_rtol, points, rtol
+from .conftest import BACKWARD_OPCHECK
 
 CODE = {"lorentz": 0, "poincare": 1, "euclidean": 2}
 
@@ -113,4 +114,6 @@ def test_gradcheck_and_opcheck(triton_cpu) -> None:
     loss, row, col = triton_cpu.triton_contrastive_loss(*args)
     g = torch.tensor(1.5, dtype=torch.float64)
     bargs = (g, x, y, c.detach(), tau.detach(), pos, row, col, 0)
-    torch.library.opcheck(triton_cpu.triton_contrastive_loss_backward, bargs)
+    torch.library.opcheck(
+        triton_cpu.triton_contrastive_loss_backward, bargs, test_utils=BACKWARD_OPCHECK
+    )

@@ -13,6 +13,7 @@ from hypervldd.kernels.pair_bound import epilogue
 from hypervldd.manifolds import poincare_math as P
 
 from ._helpers import DTYPES, MANIFOLDS, envelope_pairs, grad_rtol, points, rtol
+from .conftest import BACKWARD_OPCHECK
 
 CODE = {"lorentz": 0, "poincare": 1, "euclidean": 2}
 # Row counts 1, 17, 129 and D = 1, 3, 65 (space dimensions), each at least once.
@@ -126,9 +127,10 @@ def test_opcheck(triton_cpu) -> None:
     torch.library.opcheck(triton_cpu.triton_pairwise_dist, (x, y, c, 1))
     xl, yl = points("lorentz", 3, 2), points("lorentz", 2, 2)
     c64 = torch.tensor(1.0, dtype=torch.float64)
-    torch.library.opcheck(triton_cpu.triton_pairwise_dist, (xl.requires_grad_(), yl, c64, 0))
     g = torch.randn(3, 2, dtype=torch.float64)
-    torch.library.opcheck(triton_cpu.triton_pairwise_dist_backward, (g, xl.detach(), yl, c64, 0))
+    torch.library.opcheck(
+        triton_cpu.triton_pairwise_dist_backward, (g, xl, yl, c64, 0), test_utils=BACKWARD_OPCHECK
+    )
 
 
 @pytest.mark.parametrize("manifold", ["lorentz", "poincare"])

@@ -11,6 +11,7 @@ import hypervldd.kernels as K
 from hypervldd.kernels import reference as R
 
 from ._helpers import DTYPES, MANIFOLDS, grad_rtol, points, rtol
+from .conftest import BACKWARD_OPCHECK
 
 CODE = {"lorentz": 0, "poincare": 1, "euclidean": 2}
 CASES = [(man, dt, (17, 33, 3, 5)) for man in MANIFOLDS for dt in DTYPES] + [
@@ -98,4 +99,4 @@ def test_gradcheck_and_opcheck(triton_cpu) -> None:
     lse, w, r, sp = triton_cpu.triton_row_stats(*args)
     bargs = (torch.randn(3, dtype=dt), torch.randn(3, 2, dtype=dt), torch.randn(3, dtype=dt),
              *args[:4], args[4], pos, lse, w, sp, 0.4, 1)  # fmt: skip
-    torch.library.opcheck(triton_cpu.triton_row_stats_backward, bargs)
+    torch.library.opcheck(triton_cpu.triton_row_stats_backward, bargs, test_utils=BACKWARD_OPCHECK)
