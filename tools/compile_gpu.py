@@ -26,10 +26,9 @@ os.environ.pop("TRITON_INTERPRET", None)
 
 def _signature(fn, dtype: str, constexprs: dict) -> dict:  # noqa: ANN001
     """Argument types: pointers to ``dtype`` (float64 for the float64 row data and
-    scalars, int64 for positives), int32 sizes and strides, fp32 scalars."""
-    f64_ptrs = {"xr64", "yr64", "c_ptr", "tau_ptr", "gs_ptr", "sgd_ptr"}
+    scalars, int64 for positives), int32 sizes and strides."""
+    f64_ptrs = {"xr64", "yr64", "c_ptr", "tau_ptr", "gs_ptr", "sgd_ptr", "invt_ptr"}
     i64_ptrs = {"pos_ptr"}
-    scalars_f = {"inv_t"}
     sig = {}
     for name in fn.arg_names:
         if name in constexprs:
@@ -38,8 +37,6 @@ def _signature(fn, dtype: str, constexprs: dict) -> dict:  # noqa: ANN001
             sig[name] = "*fp64"
         elif name in i64_ptrs:
             sig[name] = "*i64"
-        elif name in scalars_f:
-            sig[name] = "fp32"
         elif name.endswith("_ptr") or name in ("xr0", "xr1", "yr0", "yr1"):
             sig[name] = f"*{dtype}"
         else:

@@ -26,6 +26,12 @@ __all__ = ["triton_row_stats", "triton_row_stats_backward"]
 _NAMES = {0: "lorentz", 1: "poincare", 2: "euclidean"}
 
 
+def _inv_t(rank_temperature: float, like: torch.Tensor) -> torch.Tensor:
+    """``1 / t`` as a float64 device scalar (a float argument would be float32)."""
+    v = 1.0 / rank_temperature if rank_temperature > 0 else 0.0
+    return torch.full((1,), v, dtype=torch.float64, device=like.device)
+
+
 def _block_k(k: int) -> int:
     return max(16, triton.next_power_of_2(max(int(k), 1)))
 
@@ -35,7 +41,7 @@ def _block_k(k: int) -> int:
 def _row_stats_fwd(
     x_ptr, sx0, sx1, xr0, xr1, xr64,
     y_ptr, sy0, sy1, yr0, yr1, yr64,
-    c_ptr, tau_ptr, v_ptr, sv0, sv1, pos_ptr, spos_ptr, inv_t,
+    c_ptr, tau_ptr, v_ptr, sv0, sv1, pos_ptr, spos_ptr, invt_ptr,
     lse_ptr, w_ptr, rank_ptr, N, M, D, K,
     MAN: tl.constexpr, IS64: tl.constexpr, PREC: tl.constexpr,
     HAS_V: tl.constexpr, HAS_RANK: tl.constexpr, BKV: tl.constexpr,
@@ -49,6 +55,7 @@ def _row_stats_fwd(
     c = c64.to(dt)
     sc = tl.sqrt(c)
     inv_tau = 1.0 / tl.load(tau_ptr).to(dt)
+    inv_t = tl.load(invt_ptr).to(dt)
     ra0, ra1, ra64 = load_rows(xr0, xr1, xr64, offs_a, N)
     offs_v = tl.arange(0, BKV)
     mx = tl.full((BM,), float("-inf"), dtype=dt)
@@ -143,7 +150,7 @@ def triton_row_stats(
         xa, xa.stride(0), xa.stride(1), *xr,
         ya, ya.stride(0), ya.stride(1), *yr,
         c64, tau64, v, v.stride(0), v.stride(1), positives, spos if want_rank else lse,
-        1.0 / rank_temperature if want_rank else 0.0,
+        _inv_t(rank_temperature, x),
         lse, w, rank if want_rank else lse, n, m, xa.shape[1], k,
         MAN=manifold, IS64=x.dtype == torch.float64, PREC=precision(x.dtype),
         HAS_V=k > 0, HAS_RANK=want_rank, BKV=_block_k(k),
@@ -156,7 +163,7 @@ def triton_row_stats(
 def _row_stats_bwd(
     x_ptr, sx0, sx1, xr0, xr1, xr64,
     y_ptr, sy0, sy1, yr0, yr1, yr64,
-    c_ptr, tau_ptr, lse_ptr, base_ptr, sp_ptr, gr_ptr, pos_ptr, inv_t,
+    c_ptr, tau_ptr, lse_ptr, base_ptr, sp_ptr, gr_ptr, pos_ptr, invt_ptr,
     gw_ptr, v_ptr, K, gv_ptr, gsp_ptr,
     gx_ptr, sgx0, sgx1, sgd_ptr, N, M, D,
     MAN: tl.constexpr, IS64: tl.constexpr, PREC: tl.constexpr, BD: tl.constexpr,
@@ -180,6 +187,7 @@ def _row_stats_bwd(
     c = c64.to(dt)
     sc = tl.sqrt(c)
     inv_tau = 1.0 / tl.load(tau_ptr).to(dt)
+    inv_t = tl.load(invt_ptr).to(dt)
     ra0, ra1, ra64 = load_rows(xr0, xr1, xr64, offs_a, N)
     acc = tl.zeros((BM, BD), dtype=dt)
     acc64 = tl.zeros((BM, BD), dtype=tl.float64)
@@ -335,7 +343,7 @@ def triton_row_stats_backward(
     gr = g_r.to(dt).contiguous() if want_rank else zeros
     gsp = x.new_zeros((n,))
     gv = x.new_zeros((m, k))
-    inv_t = 1.0 / rank_temperature if want_rank else 0.0
+    inv_t = _inv_t(rank_temperature, x)
     extra = (tau64, lse.contiguous(), base, sp, gr, positives, inv_t, gw, v, k, gv, gsp)
     flags = {"HAS_V": k > 0, "HAS_RANK": want_rank, "BKV": _block_k(k)}
     gx, sgd = owner_grad(_row_stats_bwd, x, y, c64, manifold, extra, SWAP=False, **flags)
