@@ -1,7 +1,8 @@
 // Operator schemas of the hypervldd library and the Python module stub.
-// CPU implementations register in csrc/cpu, CUDA ones in csrc/cuda; fake
-// (meta) implementations and autograd are registered from Python
-// (hypervldd/kernels), so torch.compile and export see every op.
+// CPU implementations register in csrc/cpu (the GPU kernels are Triton ops in
+// hypervldd/kernels/triton); fake (meta) implementations and autograd are
+// registered from Python (hypervldd/kernels), so torch.compile and export see
+// every op.
 #include <torch/extension.h>
 #include <torch/library.h>
 
@@ -38,15 +39,6 @@ TORCH_LIBRARY(hypervldd, m) {
         " float rank_t, int man, int tile) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
-static bool cuda_compiled() {
-#ifdef HYPERVLDD_WITH_CUDA
-  return true;
-#else
-  return false;
-#endif
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "Compiled kernels of hypervldd (ops live in torch.ops.hypervldd)";
-  m.def("cuda_compiled", &cuda_compiled, "Whether the CUDA kernels were compiled in");
 }

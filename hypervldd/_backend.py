@@ -8,6 +8,7 @@ kernel-backed function. ``HYPERVLDD_BACKEND=reference`` forces the reference.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from dataclasses import asdict, dataclass
@@ -19,27 +20,36 @@ __all__ = ["BackendInfo", "backend_info", "extension_available", "warn_if_refere
 
 @dataclass(frozen=True)
 class BackendInfo:
-    """Active backend: ``"cpp"`` (C++, plus CUDA when compiled) or ``"reference"``."""
+    """Active CPU backend: ``"cpp"`` (the C++ kernels) or ``"reference"``; ``gpu``: what
+    runs CUDA tensors, ``"triton"`` (the Triton kernels, when triton is installed) or
+    ``"reference"`` (see ``hypervldd.kernels.backend_for``)."""
 
     backend: str
     extension_loaded: bool
-    cuda_compiled: bool
+    gpu: str
     reason: str
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def _load() -> BackendInfo:
+def _gpu() -> str:
     if os.environ.get("HYPERVLDD_BACKEND", "").lower() == "reference":
-        return BackendInfo("reference", False, False, "HYPERVLDD_BACKEND=reference is set")
+        return "reference"
+    return "triton" if importlib.util.find_spec("triton") is not None else "reference"
+
+
+def _load() -> BackendInfo:
+    gpu = _gpu()
+    if os.environ.get("HYPERVLDD_BACKEND", "").lower() == "reference":
+        return BackendInfo("reference", False, gpu, "HYPERVLDD_BACKEND=reference is set")
     import importlib.util
 
     if importlib.util.find_spec("hypervldd._C") is None:
         return BackendInfo(
             "reference",
             False,
-            False,
+            gpu,
             "the compiled extension hypervldd._C was not built (the install found no working"
             " compiler, or the build failed: see the pip log); reinstall with"
             " `pip install --no-build-isolation -e .` to build it",
@@ -50,13 +60,12 @@ def _load() -> BackendInfo:
         return BackendInfo(
             "reference",
             False,
-            False,
+            gpu,
             f"the compiled extension hypervldd._C could not be imported ({err}); "
             "reinstall with `pip install --no-build-isolation -e .` and read the build log",
         )
-    cuda = bool(_C.cuda_compiled())
-    what = "C++ (CPU) and CUDA kernels" if cuda else "C++ (CPU) kernels; CUDA was not compiled"
-    return BackendInfo("cpp", True, cuda, f"hypervldd._C loaded: {what}")
+    what = "Triton kernels" if gpu == "triton" else "the PyTorch reference (triton is absent)"
+    return BackendInfo("cpp", True, gpu, f"hypervldd._C loaded (C++ CPU kernels); GPU: {what}")
 
 
 _INFO = _load()

@@ -40,7 +40,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     info = hypervldd.backend_info()
     print(f"hypervldd {hypervldd.__version__}")
     print(f"python {platform.python_version()}, torch {torch.__version__}")
-    print(f"backend: {info.backend} (CUDA kernels compiled: {info.cuda_compiled})")
+    print(f"backend: {info.backend} (GPU: {info.gpu})")
     print(f"reason: {info.reason}")
     return 0
 

@@ -7,10 +7,16 @@ import warnings
 from collections.abc import Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+# The Triton GPU kernels run in Triton's interpreter on CPU tensors when no GPU is
+# present: the variable must be set before triton creates its JIT functions.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 # Distance math is specified in IEEE float32/float64: never TF32.
 torch.backends.cuda.matmul.allow_tf32 = False

@@ -18,10 +18,12 @@ if extension_available():
     from . import fused  # noqa: F401
 
 from .api import MANIFOLDS, RowStats, contrastive_loss, pairwise_dist, row_stats
+from .dispatch import backend_for
 from .reference import contrastive_loss_ref, pairwise_dist_ref, row_stats_ref
 from .rows import lorentz_dist_rows
 
 __all__ = [
+    "backend_for",
     "MANIFOLDS",
     "RowStats",
     "pairwise_dist",

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from .._backend import extension_available, warn_if_reference
+from .._backend import warn_if_reference
 from .._checks import check_curvature, check_finite, check_tensor, validation_enabled
+from . import dispatch
 from . import reference as ref
+from .dispatch import backend_for
 from .reference import MANIFOLDS, RowStats
 
 __all__ = ["pairwise_dist", "contrastive_loss", "row_stats", "RowStats", "MANIFOLDS"]
@@ -105,8 +107,9 @@ def _check_positives(positives, n: int, m: int, device: torch.device) -> torch.T
     return positives.long()
 
 
-def _use_ext() -> bool:
-    if extension_available():
+def _use_ext(device: torch.device) -> bool:
+    # CUDA tensors never reach the C++ ops: they run on Triton (or the reference).
+    if backend_for(device) == "cpp":
         return True
     warn_if_reference()
     return False
@@ -128,7 +131,9 @@ def pairwise_dist(
     accuracy grid (close pairs are recomputed from coordinate differences).
     """
     x, y, manifold, c, dt = _prepare(x, y, manifold, c)
-    if _use_ext():
+    if backend_for(x.device) == "triton":
+        return dispatch.triton_pairwise(x, y, manifold, c)
+    if _use_ext(x.device):
         from .fused import pairwise_dist_op
 
         return pairwise_dist_op(x, y, manifold, c)
@@ -159,7 +164,9 @@ def contrastive_loss(
     _check_positive(tau, "tau")
     _check_scalar(tau, "tau", x.device)
     positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
-    if _use_ext():
+    if backend_for(x.device) == "triton":
+        return dispatch.triton_contrastive(x, y, manifold, c, tau, positives)
+    if _use_ext(x.device):
         from .fused import contrastive_loss_op
 
         return contrastive_loss_op(x, y, manifold, c, tau, positives)
@@ -206,7 +213,11 @@ def row_stats(
         positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
     elif positives is not None:
         positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
-    if _use_ext():
+    if backend_for(x.device) == "triton":
+        return dispatch.triton_row_stats(
+            x, y, manifold, c, tau, values, rank_temperature, positives
+        )
+    if _use_ext(x.device):
         from .fused import row_stats_op
 
         return row_stats_op(x, y, manifold, c, tau, values, rank_temperature, positives)

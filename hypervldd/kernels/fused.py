@@ -9,14 +9,14 @@ Ops (schemas in csrc/ops.cpp unless noted):
   (few) slow pairs, in float64.
 - ``hypervldd::contrastive_loss`` / ``contrastive_loss_backward`` and
   ``hypervldd::row_stats`` / ``row_stats_backward``: single compiled ops
-  (csrc/cpu/streaming.cpp, csrc/cuda/streaming.cu) that stream over tiles of at
+  (csrc/cpu/streaming.cpp; on a GPU the Triton ops of .triton) that stream over tiles of at
   most ``64 x tile`` (CPU) with online log-sum-exp per row; they never hold
   ``N x M``. Backward recomputes each tile. This module registers their fake
   impls and autograd.
 
 Adding a row reduction to ``row_stats`` means one accumulator in the forward
 tile loop of csrc/cpu/streaming.cpp (``row_stats_forward``) and its term of the
-tile weights in ``row_stats_backward_cpu`` (plus the CUDA twins); the distance
+tile weights in ``row_stats_backward_cpu`` (plus the Triton twins in .triton); the distance
 tile, the gradient assembly and the Python side do not change.
 """
 

@@ -50,8 +50,8 @@ if extension_available():
 def lorentz_dist_rows(x: torch.Tensor, y: torch.Tensor, c: float = 1.0) -> torch.Tensor:
     """Lorentz distance of paired rows, ``(N, D+1), (N, D+1) -> (N,)``.
 
-    Runs the compiled kernel when available, else the PyTorch reference; both
-    evaluate the same cancellation-free formula. Half-precision inputs are
+    Runs the compiled kernel on CPU tensors when available, else (and on a GPU) the
+    PyTorch reference; both evaluate the same cancellation-free formula. Half-precision inputs are
     computed in float32.
     """
     check_tensor(x, "x", min_dim=2)
@@ -70,7 +70,10 @@ def lorentz_dist_rows(x: torch.Tensor, y: torch.Tensor, c: float = 1.0) -> torch
     check_finite(y, "y")
     dt = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
     x, y = x.to(dt), y.to(dt)
-    if extension_available():
+    if extension_available() and x.device.type == "cpu":
         return torch.ops.hypervldd.lorentz_dist_rows(x, y, c)
+    if x.device.type != "cpu":
+        # O(N D) elementwise work: the PyTorch formula is as fast as a kernel on a GPU.
+        return lorentz_dist_rows_ref(x, y, c)
     warn_if_reference()
     return lorentz_dist_rows_ref(x, y, c)
