@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import torch
 
 from . import kernels
-from ._backend import backend_info
 from ._device import resolve_device
+from .kernels import backend_for
 from .kernels import reference as ref
 from .manifolds import lorentz_math, poincare_math
 
@@ -71,17 +71,8 @@ def devices_present() -> list[torch.device]:
 
 
 def _backend_label(device: torch.device) -> str:
-    """Which implementation serves ``device``: the kernels' own answer when they give one."""
-    try:
-        from .kernels import backend_for  # type: ignore[attr-defined]
-    except ImportError:
-        backend_for = None
-    if backend_for is not None:
-        return str(backend_for(device))
-    info = backend_info()
-    if info.backend != "cpp" or (device.type == "cuda" and not info.cuda_compiled):
-        return "reference"
-    return "cpp"
+    """Which implementation serves ``device`` (``"cpp"``, ``"triton"`` or ``"reference"``)."""
+    return backend_for(device)
 
 
 # -- point sets (float64, on the CPU) ---------------------------------------------------

@@ -69,12 +69,16 @@ def test_a_crashing_op_is_a_failure_with_its_error(monkeypatch: pytest.MonkeyPat
 
 
 def test_backend_label(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
     info = hypervldd.backend_info()
-    want = "cpp" if info.backend == "cpp" else "reference"
-    if not hasattr(kernels, "backend_for"):
-        assert selftest._backend_label(torch.device("cpu")) == want
-    monkeypatch.setattr(kernels, "backend_for", lambda d: f"triton-{d.type}", raising=False)
-    assert selftest._backend_label(torch.device("cuda", 0)) == "triton-cuda"
+    assert selftest._backend_label(torch.device("cpu")) == (
+        "cpp" if info.extension_loaded else "reference"
+    )
+    gpu = "triton" if importlib.util.find_spec("triton") else "reference"
+    assert selftest._backend_label(torch.device("cuda", 0)) == gpu
+    monkeypatch.setenv("HYPERVLDD_BACKEND", "reference")
+    assert selftest._backend_label(torch.device("cuda", 0)) == "reference"
 
 
 def test_selftest_refuses_a_device_this_machine_lacks(
