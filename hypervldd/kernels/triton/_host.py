@@ -93,8 +93,12 @@ def row_data(
 
 
 def c_scalar(c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``c`` (or ``tau``) as a one-element float64 tensor on the points' device."""
-    return c.reshape(1).to(device=like.device, dtype=torch.float64)
+    """``c`` (or ``tau``) as a one-element float64 tensor on the points' device.
+
+    A copy into a new tensor rather than ``.to``: a ``c`` that lives on the CPU (a loss
+    module's curvature beside CUDA points) would otherwise be constant-folded on the real
+    device when traced with fake tensors."""
+    return like.new_empty(1, dtype=torch.float64).copy_(c.reshape(1))
 
 
 def gpu_op(name: str):  # noqa: ANN201
