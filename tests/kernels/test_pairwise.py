@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import hypervldd.kernels as K
+from hypervldd._checks import validation
 from hypervldd.kernels import reference as R
 from hypervldd.manifolds import lorentz_math as L
 from hypervldd.manifolds import poincare_math as P
@@ -170,7 +171,12 @@ def test_gradcheck_float64(manifold: str) -> None:
     x = points(manifold, 5, 3, c=1.3).requires_grad_()
     y = points(manifold, 4, 3, c=1.3).requires_grad_()
     c = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b, cc: K.pairwise_dist(a, b, manifold, cc), (x, y, c))
+    # Finite differences move Lorentz points off the hyperboloid (the op reads only the
+    # space part): the entry point's on-manifold check is off for them.
+    with validation(False):
+        assert torch.autograd.gradcheck(
+            lambda a, b, cc: K.pairwise_dist(a, b, manifold, cc), (x, y, c)
+        )
 
 
 def test_zero_distance_gradient_is_zero() -> None:
