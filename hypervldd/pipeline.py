@@ -133,9 +133,15 @@ def prepare(
     from . import data
 
     ds = _load_dataset(dataset, limit, progress, image_root)
-    img_enc, txt_enc = build_encoders(
-        image_encoder, text_encoder, open_clip_checkpoint=open_clip_checkpoint
-    )
+    if image_encoder in IMAGE_ENCODERS and text_encoder in TEXT_ENCODERS:
+        # Known by their recorded fingerprints: a warm cache builds no encoder.
+        from .data.encoder_memo import builtin_encoders
+
+        img_enc, txt_enc = builtin_encoders(cache_dir)
+    else:
+        img_enc, txt_enc = build_encoders(
+            image_encoder, text_encoder, open_clip_checkpoint=open_clip_checkpoint
+        )
     missing = [s for s in splits if s not in ds.splits]
     if missing:
         raise PipelineError(f"splits {missing} are not in the dataset (it has {list(ds.splits)})")
