@@ -86,11 +86,12 @@ def test_run_all_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     with pytest.raises(SystemExit, match="unknown benchmark"):
         run_all.main(["--out", str(tmp_path / "r"), "--only", "nope", "--dry-run"])
     assert (
-        run_all.main(["--out", str(tmp_path / "r"), "--only", "cliff", "losses", "--dry-run"]) == 0
+        run_all.main(["--out", str(tmp_path / "r"), "--only", "cliff", "rowstats", "--dry-run"])
+        == 0
     )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and "bench_cliff.py --quick" in lines[0]
-    assert f"--out {tmp_path / 'r'}/losses.csv" in lines[1]
+    assert "bench_rowstats.py --n 512" in lines[1]
     assert not (tmp_path / "r").exists()  # a dry run creates nothing
     assert run_all.main(["--list"]) == 0
     listed = capsys.readouterr().out
