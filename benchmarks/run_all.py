@@ -61,6 +61,7 @@ QUICK: tuple[Bench, ...] = (
 
 #: Benchmarks without a quick mode that fits the 10 minutes, with the reason.
 NOT_QUICK: dict[str, str] = {
+    "bench_distill_iter.py": "needs the cached emoji features (run prepare first)",
     "losses.py": "its --quick mode alone ran past 5 minutes at load 12 on 2 cores",
     "wordnet.py": "trains hierarchy embeddings for minutes and needs the wordnet-base data",
     "full_data_reference.py": "trains 5 students x 100 epochs on emoji",
