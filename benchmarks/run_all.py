@@ -43,6 +43,11 @@ QUICK: tuple[Bench, ...] = (
     Bench("cliff", "bench_cliff.py", ("--quick", "--out", "bench_cliff")),
     Bench("overhead", "bench_overhead.py", ("--quick", "--out", "bench_overhead")),
     Bench(
+        "rank_checks",
+        "bench_rank_checks.py",
+        ("--n", "2000", "--iters", "5", "--out", "bench_rank_checks"),
+    ),
+    Bench(
         "pairwise",
         "bench_pairwise.py",
         ("--n", "512", "--d", "64", "--reps", "3", "--threads", "1", "--out", "bench_pairwise"),
@@ -61,6 +66,7 @@ QUICK: tuple[Bench, ...] = (
 
 #: Benchmarks without a quick mode that fits the 10 minutes, with the reason.
 NOT_QUICK: dict[str, str] = {
+    "bench_warm_start.py": "times prepare on the cached emoji features (needs the cache)",
     "bench_distill_iter.py": "needs the cached emoji features (run prepare first)",
     "losses.py": "its --quick mode alone ran past 5 minutes at load 12 on 2 cores",
     "wordnet.py": "trains hierarchy embeddings for minutes and needs the wordnet-base data",
