@@ -205,22 +205,22 @@ def check_points(
     tensors = [(t, n) for t, n in tensors if t.numel() > 0]
     if not tensors:
         return
-    with torch.no_grad():
-        ts = [t.detach() for t, _ in tensors]
-        cc = c.detach() if isinstance(c, torch.Tensor) else c
-        # One pass over all rows at once (same dtype and width): the cost of these
-        # checks at small N is the number of ops, not their size.
-        if len(ts) > 1 and all(
-            t.dtype == ts[0].dtype and t.shape[-1] == ts[0].shape[-1] for t in ts
-        ):
-            both = torch.cat([t.reshape(-1, t.shape[-1]) for t in ts])
-            ok = _point_ok(both, manifold, cc)
-        else:
-            ok = torch.stack([_point_ok(t, manifold, cc) for t in ts]).all()
-        if bool(ok):
-            return
-        cf = cc if isinstance(cc, torch.Tensor) else torch.tensor(cc)
-        for t, (_, name) in zip(ts, tensors, strict=True):
-            if not bool(_point_ok(t, manifold, cc)):
-                raise _point_error(t, name, manifold, cf)
-        raise AssertionError("unreachable: the joint check failed but no tensor did")
+    # Detached inputs: no graph is recorded, so no no_grad context (it costs per call).
+    ts = [t.detach() for t, _ in tensors]
+    cc = c.detach() if isinstance(c, torch.Tensor) else c
+    t0 = ts[0]
+    # One pass over all rows at once (same dtype, 2-D, same width): the cost of these
+    # checks at small N is the number of ops, not their size.
+    if len(ts) == 1:
+        ok = _point_ok(t0, manifold, cc)
+    elif all(t.dim() == 2 and t.dtype == t0.dtype and t.shape[1] == t0.shape[1] for t in ts):
+        ok = _point_ok(torch.cat(ts), manifold, cc)
+    else:
+        ok = torch.stack([_point_ok(t, manifold, cc) for t in ts]).all()
+    if bool(ok):
+        return
+    cf = cc if isinstance(cc, torch.Tensor) else torch.tensor(cc)
+    for t, (_, name) in zip(ts, tensors, strict=True):
+        if not bool(_point_ok(t, manifold, cc)):
+            raise _point_error(t, name, manifold, cf)
+    raise AssertionError("unreachable: the joint check failed but no tensor did")
