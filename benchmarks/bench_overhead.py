@@ -1,11 +1,12 @@
 """Per-call overhead of the public kernel entry points at a tiny size.
 
-Usage: .venv/bin/python benchmarks/bench_overhead.py [--n 8] [--d 64] [--reps 2000]
+Usage: .venv/bin/python benchmarks/bench_overhead.py [--n 8] [--d 64] [--reps 1500]
            [--out bench_overhead]
 Writes results/<out>.csv. One thread, float32, N = M = 8, D = 64 by default: the
 time of one call of `kernels.pairwise_dist` (validation + dispatch + op) against the
-raw compiled op `torch.ops.hypervldd.pairwise_dist` on the same inputs and against a
-bare `torch.mm`, for Lorentz and Poincaré. The calls are interleaved in blocks of 20
+raw compiled op `torch.ops.hypervldd.pairwise_dist` on the same inputs, against its
+validation alone (`kernels.api._prepare`) and against a bare `torch.mm`, for Lorentz
+and Poincaré. The calls are interleaved in blocks of 10
 (A, B, C, A, B, C, ...) and each figure is the per-call time of its fastest block.
 The target of issue 19 is public / raw at most 2.
 """
@@ -25,10 +26,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import environment, write_csv  # noqa: E402
 
 import hypervldd.kernels as K  # noqa: E402
+from hypervldd.kernels import api  # noqa: E402
 from hypervldd.manifolds import lorentz_math as L  # noqa: E402
 from hypervldd.manifolds import poincare_math as P  # noqa: E402
 
-BLOCK = 20
+BLOCK = 10
 
 
 def interleaved_per_call(fns: dict, reps: int) -> dict[str, float]:
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             a, b = x, y
         fns = {
             "public": lambda x=x, y=y, man=man: K.pairwise_dist(x, y, man),
+            "validation": lambda x=x, y=y, man=man: api._prepare(x, y, man, 1.0),
             "raw_op": lambda x=x, y=y, code=code: torch.ops.hypervldd.pairwise_dist(x, y, c, code),
             "torch_mm": lambda a=a, b=b: torch.mm(a, b.t()),
         }
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                 }
             )
         print(
-            f"{man:9s} public {t['public'] * 1e6:7.1f} us  raw op {t['raw_op'] * 1e6:7.1f} us"
+            f"{man:9s} public {t['public'] * 1e6:7.1f} us"
+            f"  validation {t['validation'] * 1e6:6.1f} us  raw op {t['raw_op'] * 1e6:7.1f} us"
             f"  torch.mm {t['torch_mm'] * 1e6:6.1f} us  public/raw {t['public'] / t['raw_op']:.2f}",
             flush=True,
         )
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--d", type=int, default=64)
-    ap.add_argument("--reps", type=int, default=2000)
+    ap.add_argument("--reps", type=int, default=1500)
     ap.add_argument("--quick", action="store_true", help="400 calls each")
     ap.add_argument("--out", default="bench_overhead")
     args = ap.parse_args(argv)
