@@ -26,8 +26,6 @@ __all__ = [
     "check_curvature",
     "check_last_dim",
     "check_same_device",
-    "check_points",
-    "POINT_MANIFOLDS",
 ]
 
 _state = threading.local()
@@ -120,6 +118,8 @@ def check_same_device(tensors: Sequence[tuple[torch.Tensor, str]]) -> torch.devi
         raise ValueError(f"all inputs must be on one device, got {devices}")
     return next(iter(devices.values()))
 
+
+__all__ += ["check_points", "POINT_MANIFOLDS"]
 
 #: Manifolds whose point rule :func:`check_points` knows.
 POINT_MANIFOLDS = ("lorentz", "poincare", "euclidean")

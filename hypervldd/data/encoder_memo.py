@@ -142,12 +142,15 @@ def memoised_encoder(
     build: Callable[[], FrozenEncoder],
     weights: str | os.PathLike,
     memo_dir: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
 ) -> FrozenEncoder:
     """The encoder ``name``: lazy from its memo in ``memo_dir`` when one matches the
     weights at ``weights``, else built now by ``build()`` and recorded there.
 
     ``modality`` is ``"image"`` or ``"text"``. The memo is
-    ``memo_dir/<name>-<source key[:24]>.json``, written atomically.
+    ``memo_dir/<name>-<source key[:24]>.json``, written atomically. ``device`` is the
+    lazy encoder's device (the one ``build`` builds on).
 
     Example:
         >>> enc = memoised_encoder(  # doctest: +SKIP
@@ -162,7 +165,9 @@ def memoised_encoder(
     memo = _read_memo(path, modality)
     if memo is not None and memo.get("source_key") == key:
         cls = LazyImageEncoder if modality == "image" else LazyTextEncoder
-        return cls(memo, build, path)
+        lazy = cls(memo, build, path)
+        lazy.device = torch.device(device)
+        return lazy
     enc = build()
     record = {
         "format": _MEMO_FORMAT,
@@ -179,14 +184,19 @@ def memoised_encoder(
     return enc
 
 
-def builtin_encoders(cache_dir: str | os.PathLike | None = None) -> tuple[Any, Any]:
+def builtin_encoders(
+    cache_dir: str | os.PathLike | None = None, *, device: str | torch.device = "cpu"
+) -> tuple[Any, Any]:
     """EfficientNet-Lite0 and all-MiniLM-L6-v2, memoised next to the feature cache.
 
     ``cache_dir`` is the feature cache folder of
     :func:`~hypervldd.data.features.extract_features` (default
     ``$HYPERVLDD_CACHE/features``); the memos live in its ``.encoders`` folder. With
     both memos present (any earlier run), neither encoder is built until it encodes.
+    ``device``: where the encoders run once built.
     """
+    import functools
+
     from ._io import default_cache_dir
     from .encoders import _efficientnet_lite0_weights, efficientnet_lite0, minilm_l6_v2
 
@@ -195,12 +205,24 @@ def builtin_encoders(cache_dir: str | os.PathLike | None = None) -> tuple[Any, A
 
         image_weights, text_weights = _efficientnet_lite0_weights(), get_model_path()
     except ImportError:
-        return efficientnet_lite0(), minilm_l6_v2()  # they raise the install hint
+        return efficientnet_lite0(device=device), minilm_l6_v2(device=device)  # install hint
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "features"
     memo_dir = root / ".encoders"
     return (
         memoised_encoder(
-            "efficientnet-lite0", "image", efficientnet_lite0, image_weights, memo_dir
+            "efficientnet-lite0",
+            "image",
+            functools.partial(efficientnet_lite0, device=device),
+            image_weights,
+            memo_dir,
+            device=device,
         ),
-        memoised_encoder("minilm-l6-v2", "text", minilm_l6_v2, text_weights, memo_dir),
+        memoised_encoder(
+            "minilm-l6-v2",
+            "text",
+            functools.partial(minilm_l6_v2, device=device),
+            text_weights,
+            memo_dir,
+            device=device,
+        ),
     )
