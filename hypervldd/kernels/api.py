@@ -11,13 +11,7 @@ from __future__ import annotations
 import torch
 
 from .._backend import extension_available, warn_if_reference
-from .._checks import (
-    check_curvature,
-    check_finite,
-    check_points,
-    check_tensor,
-    validation_enabled,
-)
+from .._checks import check_curvature, check_finite, check_tensor, validation_enabled
 from . import reference as ref
 from .reference import MANIFOLDS, RowStats
 
@@ -77,6 +71,8 @@ def _prepare(x, y, manifold, c):
     _check_scalar(c, "c", x.device)
     # The package's one point rule (finite, on the manifold), fused over x and y:
     # one reduction each and a single host sync.
+    from .._checks import check_points
+
     check_points(((x, "x"), (y, "y")), manifold, c)
     dt = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
     return x.to(dt), y.to(dt), manifold, c, dt
