@@ -70,6 +70,22 @@ def test_public_float32_against_float64(dtype: torch.dtype) -> None:
     assert (xr.grad.double() - xd.grad).abs().max() / scale <= grad_rtol(dtype) * 10
 
 
+def test_near_origin_float32_against_float64() -> None:
+    """Every pair near the origin (radius <= 0.05; the fast path's second form of z):
+    loss and gradients of float32 against the materialised float64 definition."""
+    x = points("lorentz", 60, 8, torch.float32, max_radius=0.05)
+    y = points("lorentz", 60, 8, torch.float32, max_radius=0.05)
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    loss = K.contrastive_loss(xr, yr, tau=0.01)
+    ref = materialised(x.double(), y.double(), "lorentz", 1.0, 0.01)
+    assert abs(float(loss.detach()) - float(ref)) <= 1e-3 * abs(float(ref))
+    loss.backward()
+    xd, yd = x.double().requires_grad_(), y.double().requires_grad_()
+    materialised(xd, yd, "lorentz", 1.0, 0.01).backward()
+    for got, want in ((xr.grad, xd.grad), (yr.grad, yd.grad)):
+        assert (got.double() - want).abs().max() / want.abs().max() <= grad_rtol(torch.float32)
+
+
 @pytest.mark.parametrize("use_ext", [True, False], ids=["fused", "reference"])
 def test_explicit_positives_shared_columns(use_ext: bool) -> None:
     fn = _ext_or_ref(use_ext, tile=3)
