@@ -12,6 +12,9 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= dev,encoders,hf
 DEBIAN_DATA := fonts-noto-color-emoji unicode-data dataset-fashion-mnist wordnet-base
 PYTEST_ARGS ?=
+# make bench writes here (refused if not empty: BENCH_ARGS=--force overwrites).
+BENCH_OUT ?= bench-results
+BENCH_ARGS ?=
 
 SOURCES := setup.py setup.cfg pyproject.toml $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h)
 
@@ -61,7 +64,7 @@ gpu-compile: setup
 	$(BIN)/python tools/compile_gpu.py
 
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py --out $(BENCH_OUT) $(BENCH_ARGS)
 
 clean:
 	rm -rf build hypervldd/_C*.so *.egg-info

@@ -12,7 +12,10 @@ from collections.abc import Callable
 
 import torch
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+# benchmarks/run_all.py points this at the folder of one run.
+RESULTS = os.environ.get("HYPERVLDD_BENCH_RESULTS") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results"
+)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 

@@ -23,6 +23,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch._subclasses.fake_tensor import FakeTensor
 
+from .numerics import manifold_rtol
+
 __all__ = [
     "set_validation",
     "validation",
@@ -147,3 +149,110 @@ def check_same_device(tensors: Sequence[tuple[torch.Tensor, str]]) -> torch.devi
     if len(set(devices.values())) > 1:
         raise ValueError(f"all inputs must be on one device, got {devices}")
     return next(iter(devices.values()))
+
+
+__all__ += ["check_points", "POINT_MANIFOLDS"]
+
+#: Manifolds whose point rule :func:`check_points` knows.
+POINT_MANIFOLDS = ("lorentz", "poincare", "euclidean")
+
+
+def _point_ok(x: torch.Tensor, manifold: str, c: float | torch.Tensor) -> torch.Tensor:
+    """0-d flag of the point rule over all rows, computed in ``x``'s dtype (no float64
+    copy) with few small ops: at small N the cost is per op, not per element.
+
+    NaN anywhere makes the flag false (NaN compares false); so does inf, through the
+    strict comparisons (``inf < inf`` is false).
+    """
+    if manifold == "euclidean":
+        return torch.isfinite(x).all()
+    sq = torch.linalg.vecdot(x, x)  # |x|^2 over all coordinates
+    if manifold == "poincare":
+        return (sq * c < 1.0).all()
+    x0 = x[..., 0]
+    mink = torch.addcmul(sq, x0, x0, value=-2.0)  # <x, x>_L
+    # |c <x, x>_L + 1| < rtol (c |x|^2 + 1): the residual of Lorentz.check_point.
+    res = (mink * c).add_(1.0).abs_()
+    scale = (sq * c).add_(1.0).mul_(manifold_rtol(x.dtype))
+    return ((res < scale) & (x0 > 0)).all()
+
+
+def _point_error(x: torch.Tensor, name: str, manifold: str, c: torch.Tensor) -> ValueError:
+    """The message for a tensor that broke the rule (only built on failure)."""
+    if not bool(torch.isfinite(x).all()):
+        n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+        return ValueError(
+            f"{name} must be finite, but it holds {n_nan} NaN and {n_inf} inf value(s)"
+        )
+    cf = float(c)
+    if manifold == "poincare":
+        worst = float((cf * (x.double() ** 2).sum(-1)).max())
+        return ValueError(
+            f"{name} must lie inside the Poincaré ball c|{name}|^2 < 1 (c = {cf:.6g}),"
+            f" got c|{name}|^2 up to {worst:.6g}; project it with PoincareBall.projx"
+        )
+    x64 = x.double()
+    if bool((x64[..., 0] <= 0).any()):
+        return ValueError(
+            f"{name} is not on the Lorentz manifold: time coordinate {name}[..., 0] must be"
+            " positive (upper sheet); re-derive it with Lorentz.projx"
+        )
+    n2 = (x64[..., 1:] ** 2).sum(-1)
+    t2 = x64[..., 0] ** 2
+    worst = float(((cf * (n2 - t2) + 1.0).abs() / (cf * (n2 + t2) + 1.0)).max())
+    return ValueError(
+        f"{name} is not on the Lorentz manifold (c = {cf:.6g}): relative residual of"
+        f" c<{name},{name}>_L + 1 is {worst:.3g} > {manifold_rtol(x.dtype):.3g};"
+        " re-derive the time coordinate with Lorentz.projx"
+    )
+
+
+def check_points(
+    tensors: Sequence[tuple[torch.Tensor, str]],
+    manifold: str,
+    c: float | torch.Tensor = 1.0,
+) -> None:
+    """Require every tensor to hold finite points of ``manifold`` (one rule for the package).
+
+    The rule: Euclidean, finite; Poincaré, ``c|x|^2 < 1``; Lorentz, time ``x[..., 0] > 0``
+    and ``|c<x, x>_L + 1| <= manifold_rtol(dtype) * (c|x|^2 + 1)`` (``|x|^2`` over all
+    coordinates; ``manifold_rtol`` is ``eps ** 0.4``). ``tensors`` are ``(..., D)`` points
+    (Lorentz: ``D + 1`` coordinates, time first) with their argument names; ``c`` is the
+    curvature magnitude (a float or a 0-d tensor, checked by the caller). One fused
+    reduction per tensor and a single host sync for all of them; nothing when
+    validation is off. Raises a ``ValueError`` naming the first offending argument.
+
+    Example:
+        >>> x = torch.tensor([[1.0, 0.0], [2.0, 3.0 ** 0.5]])
+        >>> check_points([(x, "x")], "lorentz")
+        >>> check_points([(-x, "y")], "lorentz")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: y is not on the Lorentz manifold: time coordinate y[..., 0] must be ...
+    """
+    if manifold not in POINT_MANIFOLDS:
+        raise ValueError(f"manifold must be one of {POINT_MANIFOLDS}, got {manifold!r}")
+    if not validation_enabled():
+        return
+    tensors = [(t, n) for t, n in tensors if t.numel() > 0]
+    if not tensors:
+        return
+    # Detached inputs: no graph is recorded, so no no_grad context (it costs per call).
+    ts = [t.detach() for t, _ in tensors]
+    cc = c.detach() if isinstance(c, torch.Tensor) else c
+    t0 = ts[0]
+    # One pass over all rows at once (same dtype, 2-D, same width): the cost of these
+    # checks at small N is the number of ops, not their size.
+    if len(ts) == 1:
+        ok = _point_ok(t0, manifold, cc)
+    elif all(t.dim() == 2 and t.dtype == t0.dtype and t.shape[1] == t0.shape[1] for t in ts):
+        ok = _point_ok(torch.cat(ts), manifold, cc)
+    else:
+        ok = torch.stack([_point_ok(t, manifold, cc) for t in ts]).all()
+    if bool(ok):
+        return
+    cf = cc if isinstance(cc, torch.Tensor) else torch.tensor(cc)
+    for t, (_, name) in zip(ts, tensors, strict=True):
+        if not bool(_point_ok(t, manifold, cc)):
+            raise _point_error(t, name, manifold, cf)
+    raise AssertionError("unreachable: the joint check failed but no tensor did")

@@ -174,18 +174,29 @@ def prepare(
         raise PipelineError(
             f"splits {missing} are not in the dataset (it has {list(ds.splits)}){hint}"
         )
-    img_enc, txt_enc = build_encoders(
-        image_encoder,
-        text_encoder,
-        open_clip_checkpoint=open_clip_checkpoint,
-        timm_checkpoint=timm_checkpoint,
-        progress=progress,
-        device=device,
-    )
-    return {
-        s: data.extract_features(ds, s, img_enc, txt_enc, cache_dir, progress=progress)
-        for s in splits
-    }
+    from .data.encoder_specs import third_party_progress
+
+    # The memoised encoders are built when they first encode (a cache miss): keep the
+    # libraries' loading bars off until the features are out when progress is off.
+    with third_party_progress(progress):
+        if image_encoder in IMAGE_ENCODERS and text_encoder in TEXT_ENCODERS:
+            # Known by their recorded fingerprints: a warm cache builds no encoder.
+            from .data.encoder_memo import builtin_encoders
+
+            img_enc, txt_enc = builtin_encoders(cache_dir, device=device)
+        else:
+            img_enc, txt_enc = build_encoders(
+                image_encoder,
+                text_encoder,
+                open_clip_checkpoint=open_clip_checkpoint,
+                timm_checkpoint=timm_checkpoint,
+                progress=progress,
+                device=device,
+            )
+        return {
+            s: data.extract_features(ds, s, img_enc, txt_enc, cache_dir, progress=progress)
+            for s in splits
+        }
 
 
 def _fit_kwargs(distiller: Any, **candidates: Any) -> dict[str, Any]:

@@ -290,12 +290,27 @@ HVLDD_HOST_DEVICE bool pair_fast(T g, T r0, T r1, T q0, T q1, T c, T* w, T* dwq)
   const T e4 = T(4) * machine_eps<T>();
   const T tol = accept_rtol<T>();
   if constexpr (MAN == kLorentz) {
+    // Two exact forms of z; each pair takes the one with the smaller rounding
+    // bound (selects, no branch, so the CPU loop still vectorises). Form 1,
+    // X0 Y0 - 1 - G, cancels against the 1 when both points are near the
+    // origin, so its bound sent every close pair there to the float64 slow
+    // path. Form 2, 0.5 (|X - Y|^2 - (X0 - Y0)^2) with X0 - Y0 written as
+    // (A2 - B2) / (X0 + Y0), has a bound proportional to A2 + B2 instead.
     const T p = r0 * q0;
-    const T z = (p - T(1)) - c * g;
+    const T G = c * g;
+    const T A2 = r1 * r1, B2 = q1 * q1;
+    const T e1 = e4 * (p + r1 * q1);
+    const T e2 = e4 * (A2 + B2);
+    const T dt = (A2 - B2) / (r0 + q0);
+    const T z1 = (p - T(1)) - G;
+    const T z2 = T(0.5) * (((A2 + B2) - T(2) * G) - dt * dt);
+    const bool use2 = e2 < e1;
+    const T e = use2 ? e2 : e1;
+    const T z = use2 ? z2 : z1;
     const T root = sqrt_fast(z * (z + T(2)));
     *w = z + root;
     *dwq = T(1) / root;  // dD/dz for D = acosh(1 + z)
-    return e4 * (p + r1 * q1) <= tol * z;
+    return e <= tol * z;
   } else if constexpr (MAN == kPoincare) {
     const T sq = (r0 + q0) - T(2) * g;
     const T q = c * sq / (r1 * q1);

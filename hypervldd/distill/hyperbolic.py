@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from .._checks import check_points
 from ..distributed import broadcast_module_
 from ..eval.protocol import EvalProtocol, StudentConfig
 from ..eval.student import Student, train_student
@@ -190,6 +191,11 @@ class RankAlignDistiller(GradientDistiller):
                         st.encode_image(data.pair_image[lo:hi]),
                         st.encode_text(data.pair_text[lo:hi]),
                     )
+            # Checked once here, where the cached real points enter; every step then
+            # passes real_checked=True instead of re-checking them.
+            check_points(
+                ((pts[0], "real_image"), (pts[1], "real_text")), geo, self._align.curvature()
+            )
             self._experts.append(st)
             self._real_points.append(pts)
 
@@ -217,7 +223,7 @@ class RankAlignDistiller(GradientDistiller):
                         "anchor_image": st.encode_image(data.pair_image[idx]),
                         "anchor_text": st.encode_text(data.pair_text[idx]),
                     }
-        loss = self._align(si, stx, real_img, real_txt, **anchors)
+        loss = self._align(si, stx, real_img, real_txt, **anchors, real_checked=True)
         if self.config.contrastive_weight > 0:
             loss = loss + self.config.contrastive_weight * self._hitc(si, stx)
         return loss

@@ -71,16 +71,11 @@ def _prepare(x, y, manifold, c):
         raise ValueError(f"x and y must be on one device, got x on {x.device} and y on {y.device}")
     c = check_curvature(c, "c")
     _check_scalar(c, "c", x.device)
-    check_finite(x, "x")
-    check_finite(y, "y")
-    if manifold == "poincare" and validation_enabled():
-        cf = float(c.detach()) if isinstance(c, torch.Tensor) else float(c)
-        for t, name in ((x, "x"), (y, "y")):
-            if t.numel() and bool((cf * (t.detach().double() ** 2).sum(1) >= 1.0).any()):
-                raise ValueError(
-                    f"{name} must lie inside the Poincaré ball c|{name}|^2 < 1 (c = {cf});"
-                    " project it with PoincareBall.projx"
-                )
+    # The package's one point rule (finite, on the manifold), fused over x and y:
+    # one reduction each and a single host sync.
+    from .._checks import check_points
+
+    check_points(((x, "x"), (y, "y")), manifold, c)
     dt = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
     return x.to(dt), y.to(dt), manifold, c, dt
 

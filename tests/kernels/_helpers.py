@@ -14,7 +14,8 @@ from hypervldd.manifolds import poincare_math as P
 
 MANIFOLDS = ("lorentz", "poincare", "euclidean")
 DTYPES = (torch.float32, torch.float64)
-RADII = (0.1, 1.0, 3.0, 5.0, 8.0, 10.0)
+# Radius 0 and 0.01: every point of the pair near the origin (issue 19's cliff).
+RADII = (0.0, 0.01, 0.1, 1.0, 3.0, 5.0, 8.0, 10.0)
 DISTANCES = (1e-3, 1e-2, 0.1, 1.0, 10.0)
 DIRECTIONS = ("out", "in", "tangential", "random")
 

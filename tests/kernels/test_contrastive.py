@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import hypervldd.kernels as K
 from hypervldd.kernels import reference as R
+from hypervldd.manifolds import lorentz_math as L
 
 from ._helpers import DTYPES, MANIFOLDS, fused_module, grad_rtol, points
 
@@ -55,7 +56,8 @@ def test_values_and_gradients(use_ext: bool, manifold: str, shape) -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_public_float32_against_float64(dtype: torch.dtype) -> None:
     x = points("lorentz", 50, 16, dtype, max_radius=4.0)
-    y = (x.double() + 0.01 * torch.randn(50, 17, dtype=torch.float64)).to(dtype)
+    # Perturbed, then back on the hyperboloid (the entry point refuses off-manifold points).
+    y = L.projx(x.double() + 0.01 * torch.randn(50, 17, dtype=torch.float64), 1.0).to(dtype)
     xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
     loss = K.contrastive_loss(xr, yr, tau=0.1)
     assert loss.dtype == dtype
@@ -66,6 +68,22 @@ def test_public_float32_against_float64(dtype: torch.dtype) -> None:
     materialised(xd, yd, "lorentz", 1.0, 0.1).backward()
     scale = xd.grad.abs().max()
     assert (xr.grad.double() - xd.grad).abs().max() / scale <= grad_rtol(dtype) * 10
+
+
+def test_near_origin_float32_against_float64() -> None:
+    """Every pair near the origin (radius <= 0.05; the fast path's second form of z):
+    loss and gradients of float32 against the materialised float64 definition."""
+    x = points("lorentz", 60, 8, torch.float32, max_radius=0.05)
+    y = points("lorentz", 60, 8, torch.float32, max_radius=0.05)
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    loss = K.contrastive_loss(xr, yr, tau=0.01)
+    ref = materialised(x.double(), y.double(), "lorentz", 1.0, 0.01)
+    assert abs(float(loss.detach()) - float(ref)) <= 1e-3 * abs(float(ref))
+    loss.backward()
+    xd, yd = x.double().requires_grad_(), y.double().requires_grad_()
+    materialised(xd, yd, "lorentz", 1.0, 0.01).backward()
+    for got, want in ((xr.grad, xd.grad), (yr.grad, yd.grad)):
+        assert (got.double() - want).abs().max() / want.abs().max() <= grad_rtol(torch.float32)
 
 
 @pytest.mark.parametrize("use_ext", [True, False], ids=["fused", "reference"])

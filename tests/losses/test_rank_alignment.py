@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hypervldd import kernels
+from hypervldd._checks import validation
 from hypervldd.losses import FullDatasetRankAlignment
 
 from ._dense import LIFT, PDIST
@@ -173,9 +174,11 @@ def test_gradcheck_smooth_rank() -> None:
     sx, sy, rx, ry, _, _ = _data("lorentz", n=4, m=3, d=3)
     loss = FullDatasetRankAlignment()
     # The ranking term has a stop-gradient target; the smooth-rank term is a plain function.
-    assert torch.autograd.gradcheck(
-        lambda a, b: loss.terms(a, b, rx, ry).smooth_rank, (sx, sy), fast_mode=True
-    )
+    # Finite differences move the Lorentz points off the hyperboloid: checks off.
+    with validation(False):
+        assert torch.autograd.gradcheck(
+            lambda a, b: loss.terms(a, b, rx, ry).smooth_rank, (sx, sy), fast_mode=True
+        )
 
 
 def test_errors_name_the_argument() -> None:
@@ -195,3 +198,33 @@ def test_errors_name_the_argument() -> None:
         FullDatasetRankAlignment(variant="pointwise")
     with pytest.raises(ValueError, match="geometry"):
         FullDatasetRankAlignment("cosine")
+
+
+def test_real_checked_skips_rechecking_the_real_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With real_checked=True the streaming pass validates nothing of the real set (it was
+    checked where it entered); the loss is the same, and the synthetic set is still checked."""
+    from hypervldd import _checks
+    from hypervldd._checks import validation_enabled
+
+    sx, sy, rx, ry, ax, ay = _data("lorentz", n=40)
+    loss = FullDatasetRankAlignment(chunk_size=16)
+    seen: list[int] = []
+    real_rows = {16, 8}  # the chunk sizes of the 40 real rows
+
+    def spy(tensors, manifold, c=1.0):  # noqa: ANN001, ANN202
+        if validation_enabled():
+            seen.extend(int(t.shape[0]) for t, _ in tensors)
+        return check(tensors, manifold, c)
+
+    check = _checks.check_points
+    monkeypatch.setattr(_checks, "check_points", spy)
+    want = loss(sx, sy, rx, ry, ax, ay)
+    assert real_rows & set(seen), "the default path checks the real chunks"
+    seen.clear()
+    got = loss(sx, sy, rx, ry, ax, ay, real_checked=True)
+    assert seen and not (real_rows & set(seen)), f"checked row counts {sorted(set(seen))}"
+    assert torch.equal(got, want)
+    bad = sy.detach().clone()
+    bad[0, 0] = -bad[0, 0]
+    with pytest.raises(ValueError, match="not on the Lorentz manifold"):
+        loss(sx, bad, rx, ry, real_checked=True)

@@ -1,0 +1,107 @@
+"""The package's one point rule (hypervldd._checks.check_points) at every entry point."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hypervldd.kernels as K
+from hypervldd._checks import check_points, validation
+from hypervldd.losses import HyperbolicContrastiveLoss
+from hypervldd.manifolds import Lorentz, PoincareBall
+from hypervldd.manifolds import lorentz_math as L
+from hypervldd.manifolds import poincare_math as P
+
+
+def _lorentz(n: int = 6, dim: int = 4, dtype=torch.float32, c: float = 1.0) -> torch.Tensor:
+    r = torch.linspace(0.0, 5.0, n, dtype=torch.float64)
+    return L.random(n, dim + 1, radius=r, c=c, dtype=torch.float64).to(dtype)
+
+
+def _off_manifold(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Lorentz inputs the kernels used to take silently (they read only the space part)."""
+    lower = -x
+    rows = torch.randn_like(x)
+    rows[:, 0] = rows[:, 0].abs() + 0.1  # upper sheet, but off the hyperboloid
+    stale = x.clone()
+    stale[2, 0] *= 1.5  # one stale time coordinate
+    return {"lower sheet": lower, "random rows": rows, "stale time": stale}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("c", [0.5, 2.0])
+def test_on_manifold_points_pass(dtype: torch.dtype, c: float) -> None:
+    x = _lorentz(dtype=dtype, c=c)
+    check_points([(x, "x")], "lorentz", c)
+    check_points([(x, "x")], "lorentz", torch.tensor(c, dtype=dtype))
+    # A float32 point cast to float64 is still on the manifold under the float64 rule.
+    check_points([(x.float().double(), "x")], "lorentz", c)
+    b = P.random(6, 4, radius=torch.linspace(0, 8, 6, dtype=torch.float64), c=c).to(dtype)
+    check_points([(b, "b"), (b[:2], "b2")], "poincare", c)
+    check_points([(torch.randn(3, 2, dtype=dtype) * 1e10, "e")], "euclidean")
+
+
+@pytest.mark.parametrize("what", ["lower sheet", "random rows", "stale time"])
+def test_off_manifold_lorentz_refused_with_its_name(what: str) -> None:
+    x = _lorentz()
+    bad = _off_manifold(x)[what]
+    with pytest.raises(ValueError, match="points_b is not on the Lorentz manifold"):
+        check_points([(x, "points_a"), (bad, "points_b")], "lorentz")
+    # Mixed dtypes take the per-tensor path: same rule, same message.
+    with pytest.raises(ValueError, match="points_b is not on the Lorentz manifold"):
+        check_points([(x.double(), "points_a"), (bad, "points_b")], "lorentz")
+
+
+@pytest.mark.parametrize("manifold", ["lorentz", "poincare", "euclidean"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_refused(manifold: str, value: float) -> None:
+    x = _lorentz() if manifold == "lorentz" else torch.zeros(6, 4)
+    bad = x.clone()
+    bad[3, 1] = value
+    with pytest.raises(ValueError, match="y must be finite"):
+        check_points([(x, "x"), (bad, "y")], manifold)
+
+
+def test_poincare_outside_the_ball_refused() -> None:
+    x = torch.tensor([[0.6, 0.9], [0.1, 0.0]])
+    with pytest.raises(ValueError, match=r"x must lie inside the Poincaré ball.*1\.17"):
+        check_points([(x, "x")], "poincare")
+    # The curvature is part of the rule: inside at c = 1, outside at c = 4.
+    y = torch.tensor([[0.3, 0.4]])
+    check_points([(y, "y")], "poincare", 1.0)
+    with pytest.raises(ValueError, match="y must lie inside"):
+        check_points([(y, "y")], "poincare", torch.tensor(4.0))
+
+
+def test_validation_off_skips_and_empty_passes() -> None:
+    bad = -_lorentz()
+    with validation(False):
+        check_points([(bad, "x")], "lorentz")
+    check_points([(torch.zeros(0, 5), "x")], "lorentz")
+    with pytest.raises(ValueError, match="manifold must be one of"):
+        check_points([(bad, "x")], "sphere")
+
+
+def test_one_rule_for_every_entry_point() -> None:
+    """Kernels, losses and the manifold refuse the same off-manifold points, naming them."""
+    x = _lorentz()
+    man = Lorentz()
+    loss = HyperbolicContrastiveLoss("lorentz", lift=False)
+    for what, bad in _off_manifold(x).items():
+        calls = {
+            "kernels.pairwise_dist": lambda b=bad: K.pairwise_dist(x, b),
+            "kernels.contrastive_loss": lambda b=bad: K.contrastive_loss(x, b),
+            "kernels.row_stats": lambda b=bad: K.row_stats(x, b),
+            "HyperbolicContrastiveLoss": lambda b=bad: loss(x, b),
+            "Lorentz.dist": lambda b=bad: man.dist(x, b),
+        }
+        for name, call in calls.items():
+            with pytest.raises(ValueError, match="not on the Lorentz manifold"):
+                call()
+                pytest.fail(f"{name} accepted {what}")
+    ball = PoincareBall()
+    out = torch.tensor([[0.6, 0.9]])
+    inside = torch.tensor([[0.1, 0.2]])
+    for call in (lambda: K.pairwise_dist(inside, out, "poincare"), lambda: ball.dist(inside, out)):
+        with pytest.raises(ValueError, match="c\\|.*\\|\\^2 < 1"):
+            call()
