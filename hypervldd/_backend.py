@@ -19,7 +19,13 @@ __all__ = ["BackendInfo", "backend_info", "extension_available", "warn_if_refere
 
 @dataclass(frozen=True)
 class BackendInfo:
-    """Active backend: ``"cpp"`` (C++, plus CUDA when compiled) or ``"reference"``."""
+    """Active backend: ``"cpp"`` (C++, plus CUDA when compiled) or ``"reference"``.
+
+    >>> import hypervldd
+    >>> info = hypervldd.backend_info()
+    >>> info.backend in ("cpp", "reference"), sorted(info.as_dict())[:2]
+    (True, ['backend', 'cuda_compiled'])
+    """
 
     backend: str
     extension_loaded: bool
@@ -64,7 +70,13 @@ _warned = False
 
 
 def backend_info() -> BackendInfo:
-    """The active kernel backend and the reason it was chosen."""
+    """The active kernel backend and the reason it was chosen.
+
+    >>> import hypervldd
+    >>> info = hypervldd.backend_info()
+    >>> info.backend == ("cpp" if info.extension_loaded else "reference")
+    True
+    """
     return _INFO
 
 

@@ -30,20 +30,41 @@ _state = threading.local()
 
 
 def validation_enabled() -> bool:
-    """Whether data-dependent input checks run (default: ``True``)."""
+    """Whether data-dependent input checks run (default: ``True``).
+
+    >>> import hypervldd
+    >>> hypervldd.validation_enabled()
+    True
+    """
     if torch.compiler.is_compiling():
         return False
     return getattr(_state, "enabled", True)
 
 
 def set_validation(enabled: bool) -> None:
-    """Turn data-dependent input checks on or off for this thread."""
+    """Turn data-dependent input checks on or off for this thread.
+
+    >>> import hypervldd
+    >>> hypervldd.set_validation(False)
+    >>> hypervldd.validation_enabled()
+    False
+    >>> hypervldd.set_validation(True)
+    """
     _state.enabled = bool(enabled)
 
 
 @contextlib.contextmanager
 def validation(enabled: bool) -> Iterator[None]:
-    """Context manager that sets :func:`validation_enabled` within its block."""
+    """Context manager that sets :func:`validation_enabled` within its block.
+
+    >>> import torch, hypervldd
+    >>> m = hypervldd.Lorentz()
+    >>> off = torch.tensor([[1.0, 1.0]])  # not on the hyperboloid
+    >>> with hypervldd.validation(False):  # no check, no host sync
+    ...     d = m.dist(off, off)
+    >>> hypervldd.validation_enabled()
+    True
+    """
     previous = validation_enabled()
     set_validation(enabled)
     try:

@@ -20,6 +20,16 @@ class Lorentz(Manifold):
         c: curvature magnitude.
         learnable: learn ``c`` (see :class:`~hypervldd.manifolds.Curvature`).
         bounds: bounds of a learnable ``c``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Lorentz
+    >>> m = Lorentz(c=1.0)
+    >>> x = m.lift(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))  # (2, 2) features -> (2, 3) points
+    >>> tuple(x.shape), round(float(m.dist(x[0], x[1])), 4)
+    ((2, 3), 1.0)
+    >>> torch.allclose(m.logmap0(m.expmap0(torch.tensor([0.0, 0.3, -0.2]))),
+    ...                torch.tensor([0.0, 0.3, -0.2]), atol=1e-6)
+    True
     """
 
     name = "Lorentz"
