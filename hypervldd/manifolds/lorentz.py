@@ -6,11 +6,12 @@ import torch
 
 from . import lorentz_math as math
 from .base import Manifold
+from .geoopt_parity import LorentzGeooptMethods
 
 __all__ = ["Lorentz"]
 
 
-class Lorentz(Manifold):
+class Lorentz(LorentzGeooptMethods, Manifold):
     """Hyperboloid ``{x : <x, x>_L = -1/c, x0 > 0}`` in ``R^{D+1}``, curvature ``-c``.
 
     Points are ``(..., D+1)`` tensors, time first. ``c > 0``; geoopt's

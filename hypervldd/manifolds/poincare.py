@@ -6,12 +6,13 @@ import torch
 
 from . import poincare_math as math
 from .base import Manifold
+from .geoopt_parity import PoincareGeooptMethods
 from .lorentz import _flat_size, _two_dims
 
 __all__ = ["PoincareBall"]
 
 
-class PoincareBall(Manifold):
+class PoincareBall(PoincareGeooptMethods, Manifold):
     """Ball ``{x : c|x|^2 < 1}`` in ``R^D`` with the conformal metric, curvature ``-c``.
 
     Same parametrisation as geoopt's ``PoincareBall(c)``.
