@@ -22,7 +22,13 @@ __all__ = ["BackendInfo", "backend_info", "extension_available", "warn_if_refere
 class BackendInfo:
     """Active CPU backend: ``"cpp"`` (the C++ kernels) or ``"reference"``; ``gpu``: what
     runs CUDA tensors, ``"triton"`` (the Triton kernels, when triton is installed) or
-    ``"reference"`` (see ``hypervldd.kernels.backend_for``)."""
+    ``"reference"`` (see ``hypervldd.kernels.backend_for``).
+
+    >>> import hypervldd
+    >>> info = hypervldd.backend_info()
+    >>> info.backend in ("cpp", "reference"), info.as_dict()["backend"] == info.backend
+    (True, True)
+    """
 
     backend: str
     extension_loaded: bool
@@ -73,7 +79,13 @@ _warned = False
 
 
 def backend_info() -> BackendInfo:
-    """The active kernel backend and the reason it was chosen."""
+    """The active kernel backend and the reason it was chosen.
+
+    >>> import hypervldd
+    >>> info = hypervldd.backend_info()
+    >>> info.backend == ("cpp" if info.extension_loaded else "reference")
+    True
+    """
     return _INFO
 
 

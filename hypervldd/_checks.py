@@ -60,6 +60,10 @@ def validation_enabled() -> bool:
 
     ``False`` while compiling and under an active ``FakeTensorMode``, whatever
     :func:`set_validation` says: no values exist there to be checked.
+
+    >>> import hypervldd
+    >>> hypervldd.validation_enabled()
+    True
     """
     if torch.compiler.is_compiling() or _fake_mode_active():
         return False
@@ -67,13 +71,29 @@ def validation_enabled() -> bool:
 
 
 def set_validation(enabled: bool) -> None:
-    """Turn data-dependent input checks on or off for this thread."""
+    """Turn data-dependent input checks on or off for this thread.
+
+    >>> import hypervldd
+    >>> hypervldd.set_validation(False)
+    >>> hypervldd.validation_enabled()
+    False
+    >>> hypervldd.set_validation(True)
+    """
     _state.enabled = bool(enabled)
 
 
 @contextlib.contextmanager
 def validation(enabled: bool) -> Iterator[None]:
-    """Context manager that sets :func:`validation_enabled` within its block."""
+    """Context manager that sets :func:`validation_enabled` within its block.
+
+    >>> import torch, hypervldd
+    >>> m = hypervldd.Lorentz()
+    >>> off = torch.tensor([[1.0, 1.0]])  # not on the hyperboloid
+    >>> with hypervldd.validation(False):  # no check, no host sync
+    ...     d = m.dist(off, off)
+    >>> hypervldd.validation_enabled()
+    True
+    """
     # The thread's own setting, not validation_enabled(): leaving a block entered
     # under a fake mode or while compiling must not switch validation off for good.
     previous = getattr(_state, "enabled", True)

@@ -41,9 +41,9 @@ from torch import nn
 
 from .._checks import check_finite
 from ..data.augment import DiffAugment
-from .evaluate import Result, _learned_settings, _run_seeds, _selection_data
 from .metrics import DEFAULT_KS, retrieval_metrics
 from .protocol import EvalProtocol, PixelStudentConfig, StudentConfig
+from .seeds import Result, _learned_settings, _run_seeds, _selection_data
 from .student import Student, _param_groups, _train_epochs, symmetric_infonce
 
 __all__ = [

@@ -124,6 +124,14 @@ def pairwise_dist(
     0-d tensor; gradients flow to ``x``, ``y`` and a tensor ``c``. Never holds
     ``N x M x D``; float32 relative error at most 1e-3 against float64 on the
     accuracy grid (close pairs are recomputed from coordinate differences).
+
+    >>> import torch
+    >>> from hypervldd.kernels import pairwise_dist
+    >>> from hypervldd.manifolds import Lorentz
+    >>> m = Lorentz()
+    >>> x = m.lift(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+    >>> [[round(v, 4) for v in row] for row in pairwise_dist(x, x, "lorentz", 1.0).tolist()]
+    [[0.0, 1.0], [1.0, 0.0]]
     """
     x, y, manifold, c, dt = _prepare(x, y, manifold, c)
     if backend_for(x.device) == "triton":
@@ -154,6 +162,17 @@ def contrastive_loss(
     cross-entropy is counted once per such row, each time with that row as the
     target (a multi-positive column is not merged into one softmax target).
     Gradients flow to ``x``, ``y``, a tensor ``c`` and a tensor ``tau``.
+
+    >>> import torch
+    >>> from hypervldd.kernels import contrastive_loss, contrastive_loss_ref
+    >>> from hypervldd.manifolds import Lorentz
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = Lorentz().lift(torch.randn(6, 4, generator=g))
+    >>> y = Lorentz().lift(torch.randn(6, 4, generator=g))
+    >>> loss = contrastive_loss(x, y, "lorentz", 1.0, 0.1)
+    >>> ref = contrastive_loss_ref(x, y, "lorentz", 1.0, 0.1)
+    >>> loss.dim(), bool(torch.isclose(loss, ref, rtol=1e-4))
+    (0, True)
     """
     x, y, manifold, c, dt = _prepare(x, y, manifold, c)
     _check_positive(tau, "tau")
@@ -188,6 +207,16 @@ def row_stats(
     default ``arange(N)``). Column statistics: call with ``x`` and ``y``
     swapped. Differentiable in ``x``, ``y``, ``values``, a tensor ``c`` and a
     tensor ``tau``; memory is O((N + M) K) plus one tile.
+
+    >>> import torch
+    >>> from hypervldd.kernels import pairwise_dist, row_stats
+    >>> from hypervldd.manifolds import Lorentz
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = Lorentz().lift(torch.randn(3, 4, generator=g))
+    >>> y = Lorentz().lift(torch.randn(5, 4, generator=g))
+    >>> lse = row_stats(x, y, "lorentz", 1.0, 0.5).lse  # logsumexp_j(-d_ij / tau), streamed
+    >>> bool(torch.allclose(lse, torch.logsumexp(-pairwise_dist(x, y) / 0.5, dim=1), atol=1e-4))
+    True
     """
     x, y, manifold, c, dt = _prepare(x, y, manifold, c)
     _check_positive(tau, "tau")

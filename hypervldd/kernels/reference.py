@@ -53,6 +53,14 @@ class RowStats(NamedTuple):
     ``lse``: ``(N,)`` log-sum-exp of the row. ``weighted``: ``(N, K)``
     ``sum_j softmax_j(s_i) v_j`` or ``None``. ``smooth_rank``: ``(N,)``
     ``1 + sum_{j != pos_i} sigmoid((s_ij - s_i,pos_i) / t)`` or ``None``.
+
+    >>> import torch
+    >>> from hypervldd.kernels import row_stats
+    >>> from hypervldd.manifolds import Lorentz
+    >>> x = Lorentz().lift(torch.randn(3, 4, generator=torch.Generator().manual_seed(0)))
+    >>> stats = row_stats(x, x, tau=1.0)
+    >>> tuple(stats.lse.shape), stats.weighted is None, stats.smooth_rank is None
+    ((3,), True, True)
     """
 
     lse: torch.Tensor
@@ -241,6 +249,14 @@ def pairwise_dist_ref(
     value is recomputed from coordinate differences in float64. Temporaries are
     ``chunk x M``. ``slow_count``, if a one-element list, is incremented by the
     number of recomputed pairs.
+
+    >>> import torch
+    >>> from hypervldd.kernels import pairwise_dist, pairwise_dist_ref
+    >>> from hypervldd.manifolds import PoincareBall
+    >>> x = PoincareBall().lift(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)))
+    >>> ref = pairwise_dist_ref(x, x, "poincare")
+    >>> bool(torch.allclose(ref, pairwise_dist(x, x, "poincare"), atol=1e-4))
+    True
     """
     x, y, cc, dt = _prep(x, y, c)
     n, m = x.shape[0], y.shape[0]
@@ -316,6 +332,12 @@ def contrastive_loss_ref(
     target row ``i``: when several rows share a positive column, that column
     contributes one term per row, each with its own row as the target. Tiles are
     ``chunk x chunk``.
+
+    >>> import math, torch
+    >>> from hypervldd.kernels import contrastive_loss_ref
+    >>> x = torch.zeros(4, 3)  # all points equal: uniform logits
+    >>> round(float(contrastive_loss_ref(x, x, "euclidean", tau=1.0)), 4) == round(math.log(4), 4)
+    True
     """
     x, y, cc, dt = _prep(x, y, c)
     tt = _scalar(tau, dt, x.device)
@@ -349,6 +371,13 @@ def row_stats_ref(
     when ``rank_temperature`` ``t`` is given (``p = positives``, default
     ``arange(N)``; ``s_i,p(i)`` from the difference form). Column statistics are
     ``row_stats_ref(y, x, ...)``.
+
+    >>> import math, torch
+    >>> from hypervldd.kernels import row_stats_ref
+    >>> x = torch.zeros(2, 3)
+    >>> lse = row_stats_ref(x, torch.zeros(5, 3), "euclidean", tau=1.0).lse  # log(5) per row
+    >>> [round(v, 4) for v in lse.tolist()]
+    [1.6094, 1.6094]
     """
     x, y, cc, dt = _prep(x, y, c)
     tt = _scalar(tau, dt, x.device)

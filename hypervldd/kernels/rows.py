@@ -53,6 +53,15 @@ def lorentz_dist_rows(x: torch.Tensor, y: torch.Tensor, c: float = 1.0) -> torch
     Runs the compiled kernel on CPU tensors when available, else (and on a GPU) the
     PyTorch reference; both evaluate the same cancellation-free formula. Half-precision inputs are
     computed in float32.
+
+    >>> import torch
+    >>> from hypervldd.kernels import lorentz_dist_rows
+    >>> from hypervldd.manifolds import Lorentz
+    >>> m = Lorentz()
+    >>> x = m.lift(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+    >>> y = m.lift(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    >>> [round(v, 4) for v in lorentz_dist_rows(x, y).tolist()]
+    [1.0, 0.0]
     """
     check_tensor(x, "x", min_dim=2)
     check_tensor(y, "y", min_dim=2)

@@ -110,6 +110,12 @@ class FeatureScale(nn.Module):
     ``log_alpha`` starts at 0 and is a parameter with ``learnable=True``: the scale stays
     positive whatever the optimiser does. Without it the radii of lifted LayerNorm-style
     features (norm ``sqrt(D)``) would all be about ``sqrt(D)``: far out, on one sphere.
+
+    >>> import torch
+    >>> from hypervldd.losses import FeatureScale
+    >>> scale = FeatureScale("auto")  # 1 / sqrt(D)
+    >>> scale(torch.ones(2, 16))[0, 0].item()
+    0.25
     """
 
     def __init__(self, scale: float | str = "auto", *, learnable: bool = False) -> None:
@@ -146,6 +152,11 @@ class Temperature(nn.Module):
     Stored as the logit scale ``log(1/tau)`` (CLIP's parametrisation); the forward pass
     clamps it at ``log(1/tau_min)`` so that the logits cannot blow up (the gradient is 0
     while the bound is active, as in CLIP).
+
+    >>> from hypervldd.losses import Temperature
+    >>> tau = Temperature(0.07, learnable=True)
+    >>> round(tau().item(), 4), len(list(tau.parameters()))  # hand these to the optimiser
+    (0.07, 1)
     """
 
     def __init__(self, tau: float = 0.07, *, learnable: bool = False, tau_min: float = 0.01):

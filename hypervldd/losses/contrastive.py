@@ -56,6 +56,11 @@ def dense_contrastive_loss(logits: torch.Tensor, text_to_image: torch.Tensor | N
 
     With ``text_to_image`` ``(M,)``: ``(1/2M) sum_j [-log softmax_i(l_.j)[t(j)]
     - log softmax_j'(l_t(j),.)[j]]``; without it ``M = N`` and ``t(j) = j``.
+
+    >>> import math, torch
+    >>> from hypervldd.losses import dense_contrastive_loss
+    >>> round(float(dense_contrastive_loss(torch.zeros(4, 4))), 4) == round(math.log(4), 4)
+    True
     """
     n, m = logits.shape
     t = torch.arange(m, device=logits.device) if text_to_image is None else text_to_image
@@ -99,6 +104,15 @@ class HyperbolicContrastiveLoss(nn.Module):
     points, ``(., D+1)`` on Lorentz); ``text_to_image`` ``(M,)`` long, the image of each
     caption (default ``j -> j``, needs ``M = N``). Returns a 0-d tensor, float32 unless an
     input is float64.
+
+    >>> import torch
+    >>> from hypervldd.losses import HyperbolicContrastiveLoss
+    >>> g = torch.Generator().manual_seed(0)
+    >>> image, text = torch.randn(8, 32, generator=g), torch.randn(8, 32, generator=g)
+    >>> loss_fn = HyperbolicContrastiveLoss("lorentz", learn_tau=True)
+    >>> loss = loss_fn(image, text)  # Euclidean features, lifted inside
+    >>> loss.dim(), bool(loss > 0), len(list(loss_fn.parameters()))  # learn_tau: one parameter
+    (0, True, 1)
     """
 
     def __init__(
@@ -199,6 +213,14 @@ def half_aperture(
     cone, whose Poincaré form ``K (1 - |p|^2)/|p|`` equals ``2K/|X_s|``). The argument is
     kept ``<= 1 - eps`` so that the gradient of ``asin`` stays finite; near the origin the
     cone is a half-space.
+
+    >>> import math, torch
+    >>> from hypervldd.losses import half_aperture
+    >>> from hypervldd.manifolds import Lorentz
+    >>> x = Lorentz().lift(torch.tensor([[0.1, 0.0], [3.0, 0.0]]))
+    >>> a = half_aperture(x, 1.0)  # wide near the origin, narrow far out
+    >>> tuple(a.shape), bool(a[0] > a[1]), bool(a[0] <= math.pi / 2)
+    ((2,), True, True)
     """
     sc = torch.as_tensor(c, dtype=x.dtype, device=x.device).sqrt()
     r = torch.linalg.vector_norm(sc * x[..., 1:], dim=-1)
@@ -216,6 +238,16 @@ def exterior_angle(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) ->
     ``cosh e = 1 + 2 sinh^2(e/2)`` and ``sinh e = 2 sinh(e/2) cosh(e/2)`` from the
     cancellation-free half-distance. 0 when ``y`` lies on the geodesic ray from the origin
     through ``x``, ``pi`` when it lies back towards the origin.
+
+    >>> import math, torch
+    >>> from hypervldd.losses import exterior_angle
+    >>> from hypervldd.manifolds import Lorentz
+    >>> m = Lorentz()
+    >>> x = m.lift(torch.tensor([1.0, 0.0]))
+    >>> float(exterior_angle(x, m.lift(torch.tensor([2.0, 0.0])), 1.0)) < 0.01  # straight on
+    True
+    >>> bool(exterior_angle(x, m.lift(torch.tensor([1.0, 1.0])), 1.0) > math.pi / 4)
+    True
     """
     sc = torch.as_tensor(c, dtype=x.dtype, device=x.device).sqrt()
     a2 = (sc * x[..., 1:]).pow(2).sum(-1)
@@ -242,6 +274,16 @@ class EntailmentConeLoss(nn.Module):
     For captions entailing images call ``loss(text_points, image_points, c)`` with paired rows
     ``(N, D')``. Lorentz points, or Poincaré points (mapped to the hyperboloid first: the
     angles are isometry invariant). Returns a 0-d tensor.
+
+    >>> import torch
+    >>> from hypervldd.losses import EntailmentConeLoss
+    >>> from hypervldd.manifolds import Lorentz
+    >>> m = Lorentz()
+    >>> text = m.lift(torch.tensor([[0.5, 0.0]]))  # general, near the origin
+    >>> inside, outside = m.lift(torch.tensor([[2.0, 0.0]])), m.lift(torch.tensor([[0.0, 2.0]]))
+    >>> cone = EntailmentConeLoss("lorentz")
+    >>> float(cone(text, inside)), bool(cone(text, outside) > 0)
+    (0.0, True)
     """
 
     def __init__(self, geometry: str = "lorentz", *, min_radius: float = 0.1) -> None:

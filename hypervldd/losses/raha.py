@@ -52,6 +52,14 @@ class Subspaces(NamedTuple):
 
     ``u`` ``(d, k)`` image-side and ``v`` ``(d, k)`` text-side orthonormal bases of the
     range, ``singular_values`` ``(r,)`` of ``C_r`` (descending), ``rank`` ``k``.
+
+    >>> import torch
+    >>> from hypervldd.losses import range_residual_subspaces
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x, y = torch.randn(20, 6, generator=g), torch.randn(20, 5, generator=g)
+    >>> s = range_residual_subspaces(x, y)
+    >>> tuple(s.u.shape)[0], tuple(s.v.shape)[0], s.rank >= 1
+    (6, 5, True)
     """
 
     u: torch.Tensor
@@ -61,7 +69,17 @@ class Subspaces(NamedTuple):
 
 
 class RAHATerms(NamedTuple):
-    """All terms of the RAHA objective (0-d tensors) and the adaptive rank ``k``."""
+    """All terms of the RAHA objective (0-d tensors) and the adaptive rank ``k``.
+
+    >>> import torch
+    >>> from hypervldd.losses import RAHALoss
+    >>> g = torch.Generator().manual_seed(0)
+    >>> real = torch.randn(32, 8, generator=g), torch.randn(32, 8, generator=g)
+    >>> syn = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    >>> terms = RAHALoss(max_rank=3).terms(*real, *syn)
+    >>> 1 <= terms.rank <= 3, terms.total.dim()
+    (True, 0)
+    """
 
     total: torch.Tensor
     hitc: torch.Tensor
@@ -78,6 +96,13 @@ def reference_lift(u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     ``r = clamp(sqrt(c)|u|, 1e-8, asinh(2^15))``, space part ``sinh(r)/r * u`` (the clamped
     ``r`` also divides, so for ``|u| > 11.09`` every point lands at one radius), time from
     space. Kept only to reproduce the reference (``scaled_lift=False``).
+
+    >>> import torch
+    >>> from hypervldd.losses import reference_lift
+    >>> from hypervldd.manifolds import Lorentz
+    >>> x = reference_lift(torch.randn(3, 4), 1.0)
+    >>> tuple(x.shape), bool(torch.allclose(Lorentz().inner(x, x), -torch.ones(3), atol=1e-4))
+    ((3, 5), True)
     """
     sc = torch.as_tensor(c, dtype=u.dtype, device=u.device).sqrt()
     r = (sc * torch.linalg.vector_norm(u, dim=-1, keepdim=True)).clamp(
@@ -93,6 +118,13 @@ def adaptive_rank(singular_values: torch.Tensor, eta: float, max_rank: int | Non
     0 when all singular values are 0 (no coupling to keep). The comparison allows
     ``r * eps`` of relative rounding (``r`` values), so ``eta = 1`` gives the numerical rank
     instead of counting rounding noise.
+
+    >>> import torch
+    >>> from hypervldd.losses import adaptive_rank
+    >>> adaptive_rank(torch.tensor([3.0, 1.0, 0.1]), eta=0.85)  # 9 / 10.01 >= 0.85
+    1
+    >>> adaptive_rank(torch.tensor([3.0, 1.0, 0.1]), eta=0.95)
+    2
     """
     e = singular_values.detach().to(torch.float64) ** 2
     total = float(e.sum())
@@ -123,6 +155,16 @@ def range_residual_subspaces(
     ``<= b - 1``: thin QR of the centred ``x^T`` and ``y^T`` (``d x b``) and the SVD of the
     ``b x b`` product of their ``R`` factors, ``O(d b^2)`` instead of ``O(d^3)``. Computed in
     float64 without gradient; the bases are returned in float64.
+
+    >>> import torch
+    >>> from hypervldd.losses import range_residual_subspaces
+    >>> g = torch.Generator().manual_seed(0)
+    >>> z = torch.randn(50, 2, generator=g)  # a 2-d shared signal
+    >>> x, y = z @ torch.randn(2, 6, generator=g), z @ torch.randn(2, 5, generator=g)
+    >>> s = range_residual_subspaces(x, y, eta=0.999)  # rank 2 holds all of it
+    >>> u = s.u[:, : s.rank]
+    >>> s.rank, bool(torch.allclose(u.T @ u, torch.eye(s.rank, dtype=u.dtype), atol=1e-6))
+    (2, True)
     """
     if solver not in ("qr", "svd"):
         raise ValueError(f"solver must be 'qr' or 'svd', got {solver!r}")
@@ -150,6 +192,13 @@ def sinkhorn_plan(cost: torch.Tensor, eps: float = 0.05, iters: int = 20) -> tor
     The cost is divided by its mean (guarded against 0), then ``iters`` Sinkhorn rounds in
     the log domain (the kernel ``exp(-cost/eps)`` underflows float32 for ``eps = 0.05``).
     Without gradient: the plan is a constant weighting of the cost.
+
+    >>> import torch
+    >>> from hypervldd.losses import sinkhorn_plan
+    >>> cost = torch.rand(4, 3, generator=torch.Generator().manual_seed(0))
+    >>> plan = sinkhorn_plan(cost, iters=200)
+    >>> tuple(plan.shape), round(float(plan.sum()), 4), [round(v, 3) for v in plan.sum(1).tolist()]
+    ((4, 3), 1.0, [0.25, 0.25, 0.25, 0.25])
     """
     n, m = cost.shape
     mean = cost.mean().clamp_min(torch.finfo(cost.dtype).tiny)
@@ -178,6 +227,12 @@ def ot_relevance_matching(
     ``real_logits`` ``(B, K)`` give ``P = softmax_row(real_logits / extra_temperature)``
     (detached), ``syn_logits`` ``(B', K)`` give ``Q`` likewise; ``T`` is the Sinkhorn plan
     of the cost (no gradient). Invariant to permutations of the rows of either input.
+
+    >>> import torch
+    >>> from hypervldd.losses import ot_relevance_matching
+    >>> logits = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    >>> abs(float(ot_relevance_matching(logits, logits, tau_t=1.0))) < 0.05  # same rows: small
+    True
     """
     if real_logits.shape[1] != syn_logits.shape[1]:
         raise ValueError(
@@ -218,6 +273,17 @@ class RAHALoss(nn.Module):
     Shapes: ``real_image``, ``real_text`` ``(B, d)`` (no gradient is taken through them),
     ``syn_image``, ``syn_text`` ``(B', d)`` Euclidean features. ``forward`` returns the total
     (0-d); :meth:`terms` returns every term.
+
+    >>> import torch
+    >>> from hypervldd.losses import RAHALoss
+    >>> g = torch.Generator().manual_seed(0)
+    >>> real_image, real_text = torch.randn(32, 8, generator=g), torch.randn(32, 8, generator=g)
+    >>> syn_image = torch.randn(4, 8, generator=g, requires_grad=True)
+    >>> syn_text = torch.randn(4, 8, generator=g, requires_grad=True)
+    >>> loss = RAHALoss(c=1.0)(real_image, real_text, syn_image, syn_text)  # Euclidean features
+    >>> loss.backward()
+    >>> loss.dim(), tuple(syn_image.grad.shape)
+    (0, (4, 8))
     """
 
     def __init__(

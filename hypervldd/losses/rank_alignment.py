@@ -35,7 +35,18 @@ _GEOMETRIES = ("lorentz", "poincare", "euclidean")
 
 
 class AlignmentTerms(NamedTuple):
-    """Terms of :class:`FullDatasetRankAlignment` (0-d tensors)."""
+    """Terms of :class:`FullDatasetRankAlignment` (0-d tensors).
+
+    >>> import torch
+    >>> from hypervldd.losses import FullDatasetRankAlignment
+    >>> from hypervldd.manifolds import Lorentz
+    >>> m, g = Lorentz(), torch.Generator().manual_seed(0)
+    >>> syn = m.lift(torch.randn(4, 8, generator=g)), m.lift(torch.randn(4, 8, generator=g))
+    >>> real = m.lift(torch.randn(32, 8, generator=g)), m.lift(torch.randn(32, 8, generator=g))
+    >>> t = FullDatasetRankAlignment(rank_weight=0.1).terms(*syn, *real)
+    >>> bool(torch.isclose(t.total, t.ranking + 0.1 * t.smooth_rank))
+    True
+    """
 
     total: torch.Tensor
     ranking: torch.Tensor
@@ -77,6 +88,16 @@ def full_dataset_targets(
             ``queries`` and ``syn`` must be the same on every rank.
 
     Returns ``(P_i2t (A, M), P_t2i (A', M))``, rows summing to 1, without gradient.
+
+    >>> import torch
+    >>> from hypervldd.losses import full_dataset_targets
+    >>> from hypervldd.manifolds import Lorentz
+    >>> m, g = Lorentz(), torch.Generator().manual_seed(0)
+    >>> syn = m.lift(torch.randn(4, 8, generator=g)), m.lift(torch.randn(4, 8, generator=g))
+    >>> real = m.lift(torch.randn(32, 8, generator=g)), m.lift(torch.randn(32, 8, generator=g))
+    >>> t_img, t_txt = full_dataset_targets(syn, syn, real, chunk_size=8)
+    >>> tuple(t_img.shape), bool(torch.allclose(t_img.sum(-1), torch.ones(4), atol=1e-5))
+    ((4, 4), True)
     """
     qi, qt = queries
     sx, sy = syn
@@ -179,6 +200,20 @@ class FullDatasetRankAlignment(nn.Module):
     ``N``, read chunk by chunk, no gradient); optional extra queries ``anchor_image``
     ``(A, D')`` and ``anchor_text`` ``(A', D')`` (e.g. a sample of real pairs). The queries
     are the synthetic images (texts) followed by the anchors. Returns a 0-d tensor.
+
+    >>> import torch
+    >>> from hypervldd.losses import FullDatasetRankAlignment
+    >>> from hypervldd.manifolds import Lorentz
+    >>> m, g = Lorentz(), torch.Generator().manual_seed(0)
+    >>> real_image = m.lift(torch.randn(64, 8, generator=g))
+    >>> real_text = m.lift(torch.randn(64, 8, generator=g))
+    >>> syn_image = torch.randn(4, 8, generator=g, requires_grad=True)
+    >>> syn_text = torch.randn(4, 8, generator=g, requires_grad=True)
+    >>> loss_fn = FullDatasetRankAlignment("lorentz", chunk_size=16)
+    >>> loss = loss_fn(m.lift(syn_image), m.lift(syn_text), real_image, real_text)  # points (., 9)
+    >>> loss.backward()
+    >>> loss.dim(), tuple(syn_image.grad.shape)
+    (0, (4, 8))
     """
 
     def __init__(

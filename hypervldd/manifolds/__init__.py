@@ -51,7 +51,13 @@ _BY_NAME = {
 
 
 def get_manifold(name: str, c: float = 1.0, **kwargs: object) -> Manifold:
-    """Build a manifold by name: ``"lorentz"``, ``"poincare"``, ``"euclidean"`` or ``"sphere"``."""
+    """Build a manifold by name: ``"lorentz"``, ``"poincare"``, ``"euclidean"`` or ``"sphere"``.
+
+    >>> from hypervldd.manifolds import get_manifold
+    >>> ball, hyperboloid = get_manifold("poincare", c=0.5), get_manifold("lorentz", 2.0)
+    >>> type(ball).__name__, round(float(hyperboloid.c), 4)
+    ('PoincareBall', 2.0)
+    """
     key = str(name).lower()
     if key not in _BY_NAME:
         raise ValueError(f"name must be one of {sorted(_BY_NAME)}, got {name!r}")

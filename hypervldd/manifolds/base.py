@@ -33,6 +33,13 @@ class Manifold(geoopt.Manifold):
 
     Subclasses set ``name``, implement the math methods, and
     :meth:`_residual` (the on-manifold check) and :meth:`_tangent_residual`.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Manifold, Lorentz
+    >>> m = Lorentz(c=1.0)
+    >>> isinstance(m, Manifold), round(float(m.c), 4)
+    (True, 1.0)
+    >>> x = m.check_point(m.lift(torch.zeros(2, 3)))  # raises ValueError when off the manifold
     """
 
     ndim = 1

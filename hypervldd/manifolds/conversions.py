@@ -37,27 +37,57 @@ def _sqrt_c(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def lorentz_to_poincare(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
-    """Lorentz ``(..., D+1)`` to Poincaré ``(..., D)``."""
+    """Lorentz ``(..., D+1)`` to Poincaré ``(..., D)``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Lorentz, lorentz_to_poincare, poincare_to_lorentz
+    >>> x = Lorentz().lift(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)))
+    >>> p = lorentz_to_poincare(x, 1.0)
+    >>> back = poincare_to_lorentz(p, 1.0)
+    >>> tuple(p.shape), bool((p.norm(dim=-1) < 1).all()), torch.allclose(back, x, atol=1e-5)
+    ((4, 3), True, True)
+    """
     xs = x[..., 1:]
     x0 = lm.time_from_space(xs, c)
     return pm.projx(xs / (1.0 + _sqrt_c(c, x) * x0), c)
 
 
 def poincare_to_lorentz(p: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
-    """Poincaré ``(..., D)`` to Lorentz ``(..., D+1)``."""
+    """Poincaré ``(..., D)`` to Lorentz ``(..., D+1)``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Lorentz, poincare_to_lorentz
+    >>> x = poincare_to_lorentz(torch.tensor([[0.5, 0.0]]), 1.0)  # (1, 2) -> (1, 3)
+    >>> [round(v, 4) for v in x[0].tolist()], round(float(Lorentz().inner(x, x)), 4)
+    ([1.6667, 1.3333, 0.0], -1.0)
+    """
     a = pm.alpha(p, c)
     xs = 2.0 * p / a
     return torch.cat([lm.time_from_space(xs, c), xs], dim=-1)
 
 
 def lorentz_to_klein(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
-    """Lorentz ``(..., D+1)`` to Klein ``(..., D)``."""
+    """Lorentz ``(..., D+1)`` to Klein ``(..., D)``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import lorentz_to_klein, poincare_to_lorentz
+    >>> k = lorentz_to_klein(poincare_to_lorentz(torch.tensor([[0.5, 0.0]]), 1.0), 1.0)
+    >>> [round(v, 4) for v in k[0].tolist()]  # 2p / (1 + |p|^2)
+    [0.8, 0.0]
+    """
     xs = x[..., 1:]
     return xs / (_sqrt_c(c, x) * lm.time_from_space(xs, c))
 
 
 def klein_to_lorentz(k: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
-    """Klein ``(..., D)`` (with ``c|k|^2 < 1``) to Lorentz ``(..., D+1)``."""
+    """Klein ``(..., D)`` (with ``c|k|^2 < 1``) to Lorentz ``(..., D+1)``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import klein_to_lorentz
+    >>> x = klein_to_lorentz(torch.tensor([[0.8, 0.0]]), 1.0)
+    >>> [round(v, 4) for v in x[0].tolist()]
+    [1.6667, 1.3333, 0.0]
+    """
     sc = _sqrt_c(c, k)
     a = pm.alpha(k, c)  # 1 - c|k|^2, accumulated in float64
     x0 = 1.0 / (sc * torch.sqrt(a))
@@ -66,11 +96,23 @@ def klein_to_lorentz(k: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
 
 
 def poincare_to_klein(p: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
-    """Poincaré ``(..., D)`` to Klein ``(..., D)``."""
+    """Poincaré ``(..., D)`` to Klein ``(..., D)``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import poincare_to_klein
+    >>> [round(v, 4) for v in poincare_to_klein(torch.tensor([[0.5, 0.0]]), 1.0)[0].tolist()]
+    [0.8, 0.0]
+    """
     cb = _sqrt_c(c, p) ** 2
     return 2.0 * p / (1.0 + cb * (p * p).sum(-1, keepdim=True))
 
 
 def klein_to_poincare(k: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
-    """Klein ``(..., D)`` to Poincaré ``(..., D)``."""
+    """Klein ``(..., D)`` to Poincaré ``(..., D)``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import klein_to_poincare
+    >>> [round(v, 4) for v in klein_to_poincare(torch.tensor([[0.8, 0.0]]), 1.0)[0].tolist()]
+    [0.5, 0.0]
+    """
     return pm.projx(k / (1.0 + torch.sqrt(pm.alpha(k, c))), c)

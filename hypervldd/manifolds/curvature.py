@@ -31,6 +31,11 @@ class Curvature(nn.Module):
         learnable: make it a parameter (``raw``) trained through the sigmoid map.
         bounds: ``(lo, hi)`` with ``0 < lo < c < hi``; default ``(c / 10, 10 c)``.
             Ignored when not learnable.
+
+    >>> from hypervldd.manifolds import Curvature
+    >>> curv = Curvature(2.0, learnable=True)
+    >>> round(curv().item(), 4), len(list(curv.parameters()))
+    (2.0, 1)
     """
 
     def __init__(

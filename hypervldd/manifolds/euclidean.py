@@ -16,6 +16,12 @@ class Euclidean(Manifold):
 
     Has no curvature; the ``c`` argument exists only so that all manifolds share
     one constructor signature, and is fixed at 1 and ignored.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Euclidean
+    >>> flat = Euclidean()
+    >>> round(float(flat.dist(torch.tensor([0.0, 0.0]), torch.tensor([3.0, 4.0]))), 4)
+    5.0
     """
 
     name = "Euclidean"
@@ -113,7 +119,15 @@ class Euclidean(Manifold):
 
 
 class Sphere(Manifold):
-    """Sphere ``{x : |x| = 1/sqrt(c)}`` in ``R^D``, curvature ``+c``."""
+    """Sphere ``{x : |x| = 1/sqrt(c)}`` in ``R^D``, curvature ``+c``.
+
+    >>> import math, torch
+    >>> from hypervldd.manifolds import Sphere
+    >>> s = Sphere(c=1.0)
+    >>> x, y = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
+    >>> round(float(s.dist(x, y)) / math.pi, 4)  # a quarter of a great circle
+    0.5
+    """
 
     name = "Sphere"
 

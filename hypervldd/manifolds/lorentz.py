@@ -6,11 +6,12 @@ import torch
 
 from . import lorentz_math as math
 from .base import Manifold
+from .geoopt_parity import LorentzGeooptMethods
 
 __all__ = ["Lorentz"]
 
 
-class Lorentz(Manifold):
+class Lorentz(LorentzGeooptMethods, Manifold):
     """Hyperboloid ``{x : <x, x>_L = -1/c, x0 > 0}`` in ``R^{D+1}``, curvature ``-c``.
 
     Points are ``(..., D+1)`` tensors, time first. ``c > 0``; geoopt's
@@ -20,6 +21,16 @@ class Lorentz(Manifold):
         c: curvature magnitude.
         learnable: learn ``c`` (see :class:`~hypervldd.manifolds.Curvature`).
         bounds: bounds of a learnable ``c``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Lorentz
+    >>> m = Lorentz(c=1.0)
+    >>> x = m.lift(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))  # (2, 2) features -> (2, 3) points
+    >>> tuple(x.shape), round(float(m.dist(x[0], x[1])), 4)
+    ((2, 3), 1.0)
+    >>> torch.allclose(m.logmap0(m.expmap0(torch.tensor([0.0, 0.3, -0.2]))),
+    ...                torch.tensor([0.0, 0.3, -0.2]), atol=1e-6)
+    True
     """
 
     name = "Lorentz"

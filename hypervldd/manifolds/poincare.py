@@ -6,15 +6,23 @@ import torch
 
 from . import poincare_math as math
 from .base import Manifold
+from .geoopt_parity import PoincareGeooptMethods
 from .lorentz import _flat_size, _two_dims
 
 __all__ = ["PoincareBall"]
 
 
-class PoincareBall(Manifold):
+class PoincareBall(PoincareGeooptMethods, Manifold):
     """Ball ``{x : c|x|^2 < 1}`` in ``R^D`` with the conformal metric, curvature ``-c``.
 
     Same parametrisation as geoopt's ``PoincareBall(c)``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import PoincareBall
+    >>> ball = PoincareBall(c=1.0)
+    >>> x = ball.lift(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))  # exp map at the origin
+    >>> tuple(x.shape), round(float(ball.dist(x[0], x[1])), 4)
+    ((2, 2), 2.0)
     """
 
     name = "PoincareBall"

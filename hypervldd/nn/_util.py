@@ -57,6 +57,11 @@ class BoundedPositive(nn.Module):
         bounds: ``(lo, hi)`` with ``0 < lo < init < hi``.
         learnable: make ``raw`` a parameter.
         name: used in error messages.
+
+    >>> from hypervldd.nn import BoundedPositive
+    >>> tau = BoundedPositive(0.07, (0.01, 1.0))
+    >>> round(tau().item(), 4), len(list(tau.parameters()))
+    (0.07, 1)
     """
 
     def __init__(

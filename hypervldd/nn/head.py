@@ -44,6 +44,15 @@ class ExpMapHead(nn.Module):
         scale_init: initial scale; default ``1 / sqrt(out_features)``.
         scale_bounds: bounds of the scale, default ``(scale_init / 100, 100 scale_init)``.
         bias: whether the linear map has a bias.
+
+    >>> import torch
+    >>> from hypervldd.nn import ExpMapHead
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> head = ExpMapHead(16, 8, "lorentz")
+    >>> x = head(torch.randn(4, 16))  # (4, 16) features -> (4, 9) points
+    >>> tuple(x.shape), bool(torch.allclose(head.manifold.inner(x, x), -torch.ones(4), atol=1e-4))
+    ((4, 9), True)
     """
 
     def __init__(

@@ -58,6 +58,15 @@ class LorentzLinear(nn.Module):
             before the time is derived (e.g. ``torch.relu``).
 
     Shapes: ``(..., D_in + 1) -> (..., D_out + 1)``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Lorentz
+    >>> from hypervldd.nn import LorentzLinear
+    >>> m = Lorentz()
+    >>> layer = LorentzLinear(4, 3, m)
+    >>> y = layer(m.lift(torch.randn(2, 4)))  # (2, 5) points -> (2, 4) points
+    >>> tuple(y.shape), bool(torch.allclose(m.inner(y, y), -torch.ones(2), atol=1e-4))
+    ((2, 4), True)
     """
 
     def __init__(
@@ -121,6 +130,14 @@ class LorentzMLR(nn.Module):
         manifold, c, learn_c: as in :class:`LorentzLinear`.
 
     Shapes: ``(..., D + 1) -> (..., K)`` logits.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Lorentz
+    >>> from hypervldd.nn import LorentzMLR
+    >>> mlr = LorentzMLR(4, num_classes=3)
+    >>> logits = mlr(Lorentz().lift(torch.randn(5, 4)))  # (5, 5) points -> (5, 3)
+    >>> tuple(logits.shape), bool(logits.isfinite().all())
+    ((5, 3), True)
     """
 
     def __init__(
@@ -161,6 +178,14 @@ def lorentz_mlr_logits(
     the remaining cancellation is the conditioning of the distance itself.
     Float32 inputs are evaluated in float64 (``q^2`` cancels otherwise) and the
     logits rounded once.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Lorentz
+    >>> from hypervldd.nn import lorentz_mlr_logits
+    >>> x = Lorentz().lift(torch.tensor([[1.0, 0.0]]))  # at distance 1 along e_1
+    >>> z, a = torch.tensor([[1.0, 0.0]]), torch.zeros(1)
+    >>> round(float(lorentz_mlr_logits(x, z, a, torch.tensor(1.0))), 4)  # signed distance
+    1.0
     """
     out_dtype = x.dtype
     work = torch.float64 if x.dtype in (torch.float32, torch.float64) else torch.float32
@@ -212,6 +237,14 @@ def lorentz_midpoint(
 
     Returns:
         The centroid, ``x``'s shape without ``dim`` (or with size 1 there).
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Lorentz
+    >>> from hypervldd.nn import lorentz_midpoint
+    >>> m = Lorentz()
+    >>> x = m.lift(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+    >>> [round(v, 4) for v in lorentz_midpoint(x).tolist()]  # symmetric pair: the origin
+    [1.0, 0.0, 0.0]
     """
     x = check_tensor(x, "x", min_dim=2)
     nd = x.dim()
@@ -244,7 +277,15 @@ def lorentz_midpoint(
 
 
 class LorentzMidpoint(nn.Module):
-    """Pooling by :func:`lorentz_midpoint` over ``dim`` (weights optional in ``forward``)."""
+    """Pooling by :func:`lorentz_midpoint` over ``dim`` (weights optional in ``forward``).
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Lorentz
+    >>> from hypervldd.nn import LorentzMidpoint
+    >>> points = Lorentz().lift(torch.randn(2, 6, 3))  # 2 sets of 6 points
+    >>> tuple(LorentzMidpoint()(points).shape)
+    (2, 4)
+    """
 
     def __init__(self, manifold: str | Lorentz = "lorentz", *, c: float = 1.0, dim: int = -2):
         super().__init__()

@@ -56,6 +56,14 @@ def poincare_mlr_logits(
 
     Returns:
         Logits ``(..., K)``.
+
+    >>> import torch
+    >>> from hypervldd.nn import poincare_mlr_logits
+    >>> x = torch.tensor([[0.3, 0.0], [-0.3, 0.0]])  # either side of the hyperplane x_1 = 0
+    >>> normal, offset = torch.tensor([[1.0, 0.0]]), torch.zeros(1)
+    >>> logits = poincare_mlr_logits(x, normal, offset, torch.tensor(1.0))
+    >>> tuple(logits.shape), bool(logits[0, 0] > 0 > logits[1, 0])
+    ((2, 1), True)
     """
     sc = c.sqrt()
     a = pm.alpha(x, c)  # (..., 1)
@@ -77,6 +85,13 @@ class PoincareMLR(nn.Module):
         c, learn_c: curvature when built from a name.
 
     Shapes: ``(..., D) -> (..., K)``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import PoincareBall
+    >>> from hypervldd.nn import PoincareMLR
+    >>> logits = PoincareMLR(4, num_classes=3)(PoincareBall().lift(torch.randn(5, 4)))
+    >>> tuple(logits.shape), bool(logits.isfinite().all())
+    ((5, 3), True)
     """
 
     def __init__(
@@ -117,6 +132,14 @@ class PoincareLinear(nn.Module):
             :class:`PoincareMLR`; bias: learn the offsets ``r`` (else they stay 0).
 
     Shapes: ``(..., D_in) -> (..., D_out)``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import PoincareBall
+    >>> from hypervldd.nn import PoincareLinear
+    >>> ball = PoincareBall()
+    >>> y = PoincareLinear(4, 3, ball)(ball.lift(torch.randn(2, 4)))  # (2, 4) -> (2, 3)
+    >>> tuple(y.shape), bool((y.norm(dim=-1) < 1).all())
+    ((2, 3), True)
     """
 
     def __init__(
@@ -170,6 +193,14 @@ class MobiusLinear(nn.Module):
             :class:`PoincareMLR`; bias: add the Möbius bias.
 
     Shapes: ``(..., D_in) -> (..., D_out)``.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import PoincareBall
+    >>> from hypervldd.nn import MobiusLinear
+    >>> ball = PoincareBall()
+    >>> y = MobiusLinear(4, 3, ball)(ball.lift(torch.randn(2, 4)))  # (2, 4) -> (2, 3)
+    >>> tuple(y.shape), bool((y.norm(dim=-1) < 1).all())
+    ((2, 3), True)
     """
 
     def __init__(
@@ -217,6 +248,13 @@ def poincare_midpoint(
     one model's centroid to the other's); evaluated through
     :func:`~hypervldd.nn.lorentz_midpoint`, with ``1 - c|x|^2`` from the
     float64-accumulated ``alpha``. Arguments as in :func:`lorentz_midpoint`.
+
+    >>> import torch
+    >>> from hypervldd.nn import poincare_midpoint
+    >>> x = torch.tensor([[0.5, 0.0], [0.0, 0.5]])
+    >>> mid = poincare_midpoint(x)
+    >>> round(float(mid[0] - mid[1]), 6), bool(0 < float(mid[0]) < 0.5)  # on the diagonal
+    (0.0, True)
     """
     x = check_tensor(x, "x", min_dim=2)
     lx = conversions.poincare_to_lorentz(x, c)
@@ -225,7 +263,15 @@ def poincare_midpoint(
 
 
 class PoincareMidpoint(nn.Module):
-    """Pooling by :func:`poincare_midpoint` over ``dim`` (weights optional in ``forward``)."""
+    """Pooling by :func:`poincare_midpoint` over ``dim`` (weights optional in ``forward``).
+
+    >>> import torch
+    >>> from hypervldd.manifolds import PoincareBall
+    >>> from hypervldd.nn import PoincareMidpoint
+    >>> points = PoincareBall().lift(torch.randn(2, 6, 3))  # 2 sets of 6 points
+    >>> tuple(PoincareMidpoint()(points).shape)
+    (2, 3)
+    """
 
     def __init__(
         self, manifold: str | PoincareBall = "poincare", *, c: float = 1.0, dim: int = -2

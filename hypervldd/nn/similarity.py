@@ -29,6 +29,15 @@ class DistanceSimilarity(nn.Module):
         tau_bounds: default ``(0.01, 1.0)`` around CLIP's usual range.
 
     Shapes: ``x (N, P)``, ``y (M, P)`` -> ``(N, M)`` with ``P = D + 1`` on Lorentz.
+
+    >>> import torch
+    >>> from hypervldd.manifolds import Lorentz
+    >>> from hypervldd.nn import DistanceSimilarity
+    >>> sim = DistanceSimilarity("lorentz", tau=0.5)
+    >>> x = Lorentz().lift(torch.randn(3, 4))
+    >>> logits = sim(x, x)  # (3, 3) = -d(x_i, x_j) / tau
+    >>> tuple(logits.shape), bool(torch.allclose(logits.diagonal(), torch.zeros(3), atol=1e-3))
+    ((3, 3), True)
     """
 
     def __init__(

@@ -38,7 +38,15 @@ __all__ = [
 
 
 def manifold_of(p: torch.Tensor) -> geoopt.Manifold | None:
-    """The manifold a parameter lives on, or ``None`` for an ordinary tensor."""
+    """The manifold a parameter lives on, or ``None`` for an ordinary tensor.
+
+    >>> import torch, geoopt
+    >>> from hypervldd.manifolds import PoincareBall
+    >>> from hypervldd.optim import manifold_of
+    >>> p = geoopt.ManifoldParameter(torch.zeros(2), manifold=PoincareBall())
+    >>> type(manifold_of(p)).__name__, manifold_of(torch.zeros(2))
+    ('PoincareBall', None)
+    """
     m = getattr(p, "manifold", None)
     if m is None:
         return None

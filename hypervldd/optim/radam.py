@@ -61,6 +61,20 @@ class RiemannianAdam(torch.optim.Optimizer):
         stabilize: every this many steps re-project manifold parameters and their
             first moments (``None``: never).
         foreach: see :class:`~hypervldd.optim.RiemannianSGD`.
+
+    >>> import torch, geoopt
+    >>> from hypervldd.manifolds import PoincareBall
+    >>> from hypervldd.optim import RiemannianAdam
+    >>> ball = PoincareBall()
+    >>> x = geoopt.ManifoldParameter(torch.tensor([[0.5, 0.0]]), manifold=ball)
+    >>> w = torch.nn.Parameter(torch.ones(2))  # ordinary parameters work as in torch.optim.Adam
+    >>> opt = RiemannianAdam([x, w], lr=0.1)
+    >>> for _ in range(50):
+    ...     opt.zero_grad()
+    ...     (ball.dist0(x).pow(2).sum() + w.sum()).backward()
+    ...     opt.step()
+    >>> bool(ball.dist0(x) < 0.1), bool((w < 1).all())
+    (True, True)
     """
 
     def __init__(
@@ -241,6 +255,17 @@ class RiemannianAdamW(RiemannianAdam):
     Manifold parameters are moved the fraction ``lr * weight_decay`` of the way
     along the geodesic to the origin after each step; other parameters follow
     :class:`torch.optim.AdamW` exactly.
+
+    >>> import torch, geoopt
+    >>> from hypervldd.manifolds import Lorentz
+    >>> from hypervldd.optim import RiemannianAdamW
+    >>> m = Lorentz()
+    >>> x = geoopt.ManifoldParameter(m.lift(torch.tensor([[1.0, 0.0]])), manifold=m)
+    >>> opt = RiemannianAdamW([x], lr=0.1, weight_decay=0.5)
+    >>> x.grad = torch.zeros_like(x)  # decay alone: a geodesic shrink towards the origin
+    >>> opt.step()
+    >>> bool(m.dist0(x) < 1.0), round(m.inner(x, x).item(), 4)
+    (True, -1.0)
     """
 
     def __init__(

@@ -56,6 +56,20 @@ class RiemannianSGD(torch.optim.Optimizer):
             and last dimension as one concatenated tensor, and pass ``foreach`` to
             torch's kernel for the others. ``None``: on for manifold parameters,
             torch's default for the others.
+
+    >>> import torch, geoopt
+    >>> from hypervldd.manifolds import Lorentz
+    >>> from hypervldd.optim import RiemannianSGD
+    >>> m = Lorentz()
+    >>> x = geoopt.ManifoldParameter(m.lift(torch.tensor([[1.0, 0.0]])), manifold=m)
+    >>> target = m.origin(1, 3)
+    >>> opt = RiemannianSGD([x], lr=0.5)
+    >>> for _ in range(20):
+    ...     opt.zero_grad()
+    ...     m.dist(x, target).pow(2).sum().backward()
+    ...     opt.step()
+    >>> round(m.dist(x, target).item(), 3), round(m.inner(x, x).item(), 4)  # still on the manifold
+    (0.0, -1.0)
     """
 
     def __init__(
