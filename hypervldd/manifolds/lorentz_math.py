@@ -166,7 +166,11 @@ def sinh_half_dist(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) ->
     split = a * b > 1.0
     den = torch.where(split, a * y0 + b * x0, torch.ones_like(a))
     sinh_dr = a2mb2 / den
-    sinh_half_dr2 = sinh_dr * sinh_dr / (2.0 * (1.0 + torch.sqrt(1.0 + sinh_dr * sinh_dr)))
+    # sinh^2(dr/2) = sinh_dr^2 / (2 (1 + cosh dr)), with the square taken after the
+    # division: sinh_dr^2 itself overflows float32 for radial gaps beyond ~44.
+    sinh_half_dr2 = sinh_dr * (
+        sinh_dr / (2.0 * (1.0 + torch.hypot(torch.ones_like(sinh_dr), sinh_dr)))
+    )
     amb = a2mb2 / torch.where(split, a + b, torch.ones_like(a))
     # b Xs - a Ys = m (Xs - Ys) - (a - b) P with m the smaller radius and P its
     # point: the two products are then of size a b, not max(a, b)^2, so their
@@ -174,11 +178,14 @@ def sinh_half_dist(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) ->
     # |w_X|^2 = c |w|^2 with w built from the raw coordinates.)
     # m must come from the same branch as P: torch.minimum would split its
     # gradient at a tie a == b and break the derivative of w.
+    # w is divided by sqrt(a b) before it is squared: |w|^2 is of size (a b)^2,
+    # which overflows float32 once a b passes ~1e19 (distances beyond ~44).
     a_le_b = (a <= b).unsqueeze(-1)
     m = torch.where(a_le_b, a.unsqueeze(-1), b.unsqueeze(-1))
-    w = m * delta - amb.unsqueeze(-1) * torch.where(a_le_b, xs, ys)
     ab = torch.where(split, a * b, torch.ones_like(a))
-    ang_s2 = cb * (w * w).sum(-1) / (4.0 * ab)
+    rab = torch.sqrt(ab).unsqueeze(-1)
+    w = (m / rab) * delta - (amb.unsqueeze(-1) / rab) * torch.where(a_le_b, xs, ys)
+    ang_s2 = cb * (w * w).sum(-1) / 4.0
     split_s2 = sinh_half_dr2 + ang_s2
 
     s2 = torch.where(split, split_s2, diff_s2)
@@ -330,7 +337,7 @@ def logmap(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) -> torch.T
     :math:`\log_x y = \frac{D}{\sinh D}\big((y - x) - (\cosh D - 1)x\big)`,
     ``D = sqrt(c) d``, with ``y - x`` formed from coordinate differences (time
     difference re-derived from space) so that close pairs do not cancel. The
-    result is projected onto the tangent space at ``x``.
+    time component is re-derived from tangency, ``u0 = xs.us / x0``.
     """
     x, y = _up(x), _up(y)
     s = sinh_half_dist(x, y, c).unsqueeze(-1)
@@ -338,8 +345,14 @@ def logmap(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) -> torch.T
     z = 2.0 * s * s  # cosh(D) - 1
     xp = projx(x, c)
     delta = torch.cat([_time_diff(x, y, c), y[..., 1:] - x[..., 1:]], dim=-1)
-    u = (delta - z * xp) / sinhc(big_d)
-    return proju(xp, u, c)
+    # Divide before multiplying: z * xp overflows float32 for distances beyond ~40.
+    sh = sinhc(big_d)
+    u = delta / sh - (z / sh) * xp
+    # Tangency from the space part (the authoritative coordinates): u0 = xs.us / x0.
+    # proju's c<x, u>_L x is of size x0^3 |u| and overflows float32 past radius ~30.
+    us = u[..., 1:]
+    u0 = (xp[..., 1:] * us).sum(-1, keepdim=True) / xp[..., :1]
+    return torch.cat([u0, us], dim=-1)
 
 
 def transp(

@@ -106,12 +106,16 @@ def mobius_add(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) -> tor
     r"""Möbius addition
     :math:`\frac{(1 + 2c\langle x,y\rangle + c|y|^2)x + (1 - c|x|^2)y}
     {1 + 2c\langle x,y\rangle + c^2|x|^2|y|^2}`."""
+    # 1 + 2c<x,y> + c|y|^2 = c|x+y|^2 + alpha_x and
+    # 1 + 2c<x,y> + c^2|x|^2|y|^2 = c|x+y|^2 + alpha_x alpha_y: sums of non-negative
+    # terms. The expanded forms cancel to nothing when x + y is small near the
+    # boundary (the denominator is then ~alpha^2, below eps at radius ~18 in float64).
     cb = _as_batch(c, x)
-    xy = _dot(x, y)
-    x2 = _dot(x, x)
-    y2 = _dot(y, y)
-    num = (1 + 2 * cb * xy + cb * y2) * x + alpha(x, c) * y
-    den = 1 + 2 * cb * xy + cb * cb * x2 * y2
+    s = x + y
+    cs2 = cb * _dot(s, s)
+    ax, ay = alpha(x, c), alpha(y, c)
+    num = (cs2 + ax) * x + ax * y
+    den = cs2 + ax * ay
     return num / den.clamp_min(torch.finfo(x.dtype).tiny)
 
 
@@ -262,8 +266,9 @@ def gyration(
     ``A = -c^2 <u,w>|v|^2 + c <v,w> + 2 c^2 <u,v><v,w>``,
     ``B = -c^2 <v,w>|u|^2 - c <u,w>``, ``D = 1 + 2c<u,v> + c^2 |u|^2 |v|^2``.
     """
-    # Evaluated in float64: for u = y, v = -x with x close to y near the boundary,
-    # D = 1 - 2c<x,y> + c^2|x|^2|y|^2 ~ (1 - c|x|^2)^2 cancels to 0 in float32.
+    # Evaluated in float64, D as c|u+v|^2 + alpha_u alpha_v (no cancellation). For
+    # u = y, v = -x close together near the boundary A and B still cancel: transp
+    # uses its own rearrangement.
     out_dtype = torch.promote_types(torch.promote_types(u.dtype, v.dtype), w.dtype)
     u, v, w = u.double(), v.double(), w.double()
     cb = _as_batch(c, w)
@@ -271,7 +276,8 @@ def gyration(
     u2, v2 = _dot(u, u), _dot(v, v)
     a = -cb * cb * uw * v2 + cb * vw + 2 * cb * cb * uv * vw
     b = -cb * cb * vw * u2 - cb * uw
-    d = 1 + 2 * cb * uv + cb * cb * u2 * v2
+    s = u + v
+    d = cb * _dot(s, s) + alpha(u, c) * alpha(v, c)
     out = w + 2 * (a * u + b * v) / d.clamp_min(torch.finfo(w.dtype).tiny)
     return out.to(out_dtype)
 
@@ -279,9 +285,31 @@ def gyration(
 def transp(
     x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, c: float | torch.Tensor
 ) -> torch.Tensor:
-    r"""Parallel transport :math:`\frac{\lambda_x}{\lambda_y}\mathrm{gyr}[y, -x]v`."""
+    r"""Parallel transport :math:`\frac{\lambda_x}{\lambda_y}\mathrm{gyr}[y, -x]v`.
+
+    The gyration is rewritten in ``delta = y - x`` and ``alpha = 1 - c|.|^2`` so
+    that no term cancels: with ``D = c|delta|^2 + alpha_x alpha_y``,
+    ``A = -c (1 - alpha_x)<delta, v> - c<x, v>(alpha_y + c|delta|^2)``,
+
+    ``gyr[y, -x]v = v + 2 ((c alpha_x <delta, v> - c^2 |delta|^2 <x, v>) x + A delta) / D``.
+
+    The expanded Ungar form divides terms of size ``|v|`` that cancel to
+    ``alpha^2 |v|`` by ``D ~ alpha^2``: in float64 it returned inf for close points
+    at radius 22. Evaluated in float64, rounded once to the input dtype.
+    """
     x, y, v = _up(x), _up(y), _up(v)
-    return gyration(y, -x, v, c) * (alpha(y, c) / alpha(x, c))
+    out_dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), v.dtype)
+    x, y, v = x.double(), y.double(), v.double()
+    cb = _as_batch(c, v)
+    ax, ay = alpha(x, c), alpha(y, c)
+    delta = y - x
+    d2 = _dot(delta, delta)
+    dv, xv = _dot(delta, v), _dot(x, v)
+    a = -cb * (1.0 - ax) * dv - cb * xv * (ay + cb * d2)
+    a_minus_b = cb * ax * dv - cb * cb * d2 * xv
+    den = (cb * d2 + ax * ay).clamp_min(torch.finfo(torch.float64).tiny)
+    gyr = v + 2.0 * (a_minus_b * x + a * delta) / den
+    return (gyr * (ay / ax)).to(out_dtype)
 
 
 def transp0(y: torch.Tensor, v: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
