@@ -69,8 +69,8 @@ def _slow_dtype(dt: torch.dtype) -> torch.dtype:
 
 
 def _safe_sqrt(s2: torch.Tensor) -> torch.Tensor:
-    """``sqrt(max(s2, 0))`` with gradient 0 (not inf/NaN) at 0."""
-    pos = s2 > 0
+    """``sqrt(max(s2, 0))`` with gradient 0 (not inf/NaN) at 0; NaN stays NaN."""
+    pos = ~(s2 <= 0)  # true for NaN: bad input must not become a zero distance
     return torch.where(pos, torch.sqrt(torch.where(pos, s2, torch.ones_like(s2))), 0.0)
 
 
@@ -105,12 +105,15 @@ def _lorentz_sinh_half_sq(xs: torch.Tensor, ys: torch.Tensor, sc: torch.Tensor) 
     a = torch.sqrt(torch.where(split, a2, one))
     b = torch.sqrt(torch.where(split, b2, one))
     sinh_dr = dsig / (a * y0 + b * x0)
-    radial = sinh_dr * sinh_dr / (2.0 * (1.0 + torch.sqrt(1.0 + sinh_dr * sinh_dr)))
+    # Squares taken after the divisions: sinh_dr^2 and |w|^2 (of size (a b)^2)
+    # overflow float32 for distances beyond ~44, well inside the radius cap.
+    radial = sinh_dr * (sinh_dr / (2.0 * (1.0 + torch.hypot(torch.ones_like(sinh_dr), sinh_dr))))
     amb = dsig / (a + b)
     a_le_b = (a <= b).unsqueeze(-1)
     m = torch.minimum(a, b).unsqueeze(-1)
-    w = m * delta - amb.unsqueeze(-1) * torch.where(a_le_b, xk, yk)
-    split_s2 = radial + (w * w).sum(-1) / (4.0 * a * b)
+    rab = torch.sqrt(a * b).unsqueeze(-1)
+    w = (m / rab) * delta - (amb.unsqueeze(-1) / rab) * torch.where(a_le_b, xk, yk)
+    split_s2 = radial + (w * w).sum(-1) / 4.0
     return torch.where(split, split_s2, diff_s2)
 
 
@@ -195,7 +198,9 @@ def _pairwise_rows(
             bound = BOUND_FACTOR * e * (p + torch.outer(a2.sqrt(), b2.sqrt()))
             bad = bound > tol * z
         zs = torch.where(bad, torch.ones_like(z), z)
-        dfast = torch.log1p(zs + torch.sqrt(zs * (zs + 2.0))) / sc
+        # sqrt(z) sqrt(z + 2), not sqrt(z (z + 2)): the product overflows float32
+        # for distances beyond ~44 (z ~ 1e19), well inside the radius cap.
+        dfast = torch.log1p(zs + torch.sqrt(zs) * torch.sqrt(zs + 2.0)) / sc
     else:
         y2, ay = pre
         x2 = (x * x).sum(-1)
