@@ -11,12 +11,18 @@ Klein -> Poincaré             ``p = k / (1 + sqrt(1 - c|k|^2))``
 
 Lorentz time coordinates are re-derived from the space part, as everywhere in
 the package; ``1 - c|p|^2`` is taken from :func:`.poincare_math.alpha`.
+
+Arguments are validated as the manifolds validate theirs: ``c`` finite and
+positive, points floating and finite, Poincaré and Klein points strictly inside
+the ball ``c|p|^2 < 1`` (a boundary point has no Lorentz image: it would come
+out inf). The data-dependent checks follow :func:`hypervldd.validation`.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .._checks import check_curvature, check_finite, check_tensor, validation_enabled
 from . import lorentz_math as lm
 from . import poincare_math as pm
 
@@ -30,6 +36,28 @@ __all__ = [
 ]
 
 
+def _check(x: object, name: str, c: float | torch.Tensor, *, ball: bool, min_dim: int = 1):
+    """Validate a point tensor ``x`` and the curvature ``c``; return them."""
+    c = check_curvature(c, "c")
+    x = check_tensor(x, name)
+    if x.shape[-1] < min_dim:
+        raise ValueError(
+            f"{name} must have at least {min_dim} coordinates in its last dimension,"
+            f" got shape {tuple(x.shape)}"
+        )
+    check_finite(x, name)
+    if ball and validation_enabled() and x.numel() > 0:
+        with torch.no_grad():
+            a = pm.alpha(x.detach(), c.detach() if isinstance(c, torch.Tensor) else c)
+        if bool((a <= 0).any()):
+            worst = float((1.0 - a).max())
+            raise ValueError(
+                f"{name} must lie strictly inside the ball c|{name}|^2 < 1, got c|{name}|^2 up"
+                f" to {worst:.6g}; project it with PoincareBall.projx"
+            )
+    return x, c
+
+
 def _sqrt_c(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if isinstance(c, torch.Tensor):
         return c.to(dtype=like.dtype, device=like.device).unsqueeze(-1).sqrt()
@@ -38,6 +66,7 @@ def _sqrt_c(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def lorentz_to_poincare(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     """Lorentz ``(..., D+1)`` to Poincaré ``(..., D)``."""
+    x, c = _check(x, "x", c, ball=False, min_dim=2)
     xs = x[..., 1:]
     x0 = lm.time_from_space(xs, c)
     return pm.projx(xs / (1.0 + _sqrt_c(c, x) * x0), c)
@@ -45,6 +74,7 @@ def lorentz_to_poincare(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tenso
 
 def poincare_to_lorentz(p: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     """Poincaré ``(..., D)`` to Lorentz ``(..., D+1)``."""
+    p, c = _check(p, "p", c, ball=True)
     a = pm.alpha(p, c)
     xs = 2.0 * p / a
     return torch.cat([lm.time_from_space(xs, c), xs], dim=-1)
@@ -52,12 +82,14 @@ def poincare_to_lorentz(p: torch.Tensor, c: float | torch.Tensor) -> torch.Tenso
 
 def lorentz_to_klein(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     """Lorentz ``(..., D+1)`` to Klein ``(..., D)``."""
+    x, c = _check(x, "x", c, ball=False, min_dim=2)
     xs = x[..., 1:]
     return xs / (_sqrt_c(c, x) * lm.time_from_space(xs, c))
 
 
 def klein_to_lorentz(k: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     """Klein ``(..., D)`` (with ``c|k|^2 < 1``) to Lorentz ``(..., D+1)``."""
+    k, c = _check(k, "k", c, ball=True)
     sc = _sqrt_c(c, k)
     a = pm.alpha(k, c)  # 1 - c|k|^2, accumulated in float64
     x0 = 1.0 / (sc * torch.sqrt(a))
@@ -67,10 +99,12 @@ def klein_to_lorentz(k: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
 
 def poincare_to_klein(p: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     """Poincaré ``(..., D)`` to Klein ``(..., D)``."""
+    p, c = _check(p, "p", c, ball=True)
     cb = _sqrt_c(c, p) ** 2
     return 2.0 * p / (1.0 + cb * (p * p).sum(-1, keepdim=True))
 
 
 def klein_to_poincare(k: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     """Klein ``(..., D)`` to Poincaré ``(..., D)``."""
+    k, c = _check(k, "k", c, ball=True)
     return pm.projx(k / (1.0 + torch.sqrt(pm.alpha(k, c))), c)

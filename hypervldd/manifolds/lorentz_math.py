@@ -44,15 +44,18 @@ case, a displacement at angle ``~1/cosh(r)`` from radial, is about
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from ..numerics import asinhc, compute_dtype, max_radius, sinhc
+from ..numerics import asinhc, compute_dtype, max_radius, pow2_scale, sinhc
 
 __all__ = [
     "inner",
     "norm",
     "time_from_space",
     "projx",
+    "clip_radius",
     "proju",
     "egrad2rgrad",
     "sinh_half_dist",
@@ -115,6 +118,21 @@ def time_from_space(xs: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
 def projx(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     """Project onto the hyperboloid by re-deriving the time coordinate from space."""
     xs = x[..., 1:]
+    return torch.cat([time_from_space(xs, c), xs], dim=-1)
+
+
+def clip_radius(x: torch.Tensor, c: float | torch.Tensor, radius: float) -> torch.Tensor:
+    """Pull points farther than ``radius / sqrt(c)`` from the origin back onto that sphere.
+
+    ``radius`` is in units of ``1/sqrt(c)`` (as :func:`~hypervldd.numerics.max_radius`).
+    Only the space part is scaled; the time coordinate is re-derived. ``(..., D+1)``.
+    """
+    xs = x[..., 1:]
+    sc = _as_batch(c, x).sqrt()
+    n = sc * torch.linalg.vector_norm(xs, dim=-1, keepdim=True)
+    cap = math.sinh(radius)
+    over = n > cap
+    xs = torch.where(over, xs * (cap / torch.where(over, n, torch.ones_like(n))), xs)
     return torch.cat([time_from_space(xs, c), xs], dim=-1)
 
 
@@ -282,12 +300,17 @@ def expmap0(u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     u = _up(u)
     us = u[..., 1:]
     sc = _as_batch(c, u).sqrt()
-    r = torch.linalg.vector_norm(sc * us, dim=-1, keepdim=True)
+    # The norm through an exact power-of-two rescaling: |us|^2 overflows float32
+    # for |us| > 1.8e19, and a NaN radius would follow (lift of a norm-1e20 vector).
+    k = pow2_scale(us)
+    usk = us * k
+    rk = torch.linalg.vector_norm(usk, dim=-1, keepdim=True)
+    r = sc * rk / k
     rmax = max_radius(u.dtype)
     over = r > rmax
-    scale = torch.where(over, rmax / torch.where(over, r, torch.ones_like(r)), 1.0)
-    rc = r * scale
-    xs = us * (scale * sinhc(rc))
+    xs_in = us * sinhc(torch.where(over, torch.zeros_like(r), r))
+    direction = usk / torch.where(over, rk, torch.ones_like(rk))
+    xs = torch.where(over, direction * (math.sinh(rmax) / sc), xs_in)
     return torch.cat([time_from_space(xs, c), xs], dim=-1)
 
 
@@ -311,15 +334,20 @@ def expmap(x: torch.Tensor, u: torch.Tensor, c: float | torch.Tensor) -> torch.T
     """
     x, u = _up(x), _up(u)
     sc = _as_batch(c, u).sqrt()
-    n = sc * norm(u, keepdim=True)
+    # Norm through an exact power-of-two rescaling (|u|_L^2 overflows for huge steps).
+    k = pow2_scale(u)
+    uk = u * k
+    nk = norm(uk, keepdim=True)
+    n = sc * nk / k
     # Cap the step so that the end point stays within max_radius of the origin
     # (by the triangle inequality); beyond it coordinates would overflow.
     r_x = torch.asinh(sc * torch.linalg.vector_norm(x[..., 1:], dim=-1, keepdim=True))
     rmax = (max_radius(u.dtype) - r_x.detach()).clamp_min(0.0)
     over = n > rmax
-    scale = torch.where(over, rmax / torch.where(over, n, torch.ones_like(n)), 1.0)
-    nc = n * scale
-    y = torch.cosh(nc) * x + (scale * sinhc(nc)) * u
+    nc = torch.where(over, rmax, n)
+    step_in = sinhc(torch.where(over, torch.zeros_like(n), n)) * u
+    step_over = (torch.sinh(nc) / sc) * (uk / torch.where(over, nk, torch.ones_like(nk)))
+    y = torch.cosh(nc) * x + torch.where(over, step_over, step_in)
     return projx(y, c)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from ..numerics import artanhc, asinhc, ball_margin, compute_dtype
+from ..numerics import artanhc, asinhc, ball_margin, compute_dtype, pow2_scale
 
 __all__ = [
     "alpha",
@@ -210,8 +210,25 @@ def expmap0(u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     r"""Exponential map at the origin :math:`\tanh(\sqrt c|u|)\frac{u}{\sqrt c |u|}`, projected."""
     u = _up(u)
     sc = _as_batch(c, u).sqrt()
-    n = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
-    return projx(u * _tanhc(sc * n), c)
+    return projx(_tanh_step(u, sc, 2.0), c)  # lambda at the origin is 2
+
+
+def _tanh_step(u: torch.Tensor, sc: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """``(lam / 2) tanhc(h) u`` with ``h = sqrt(c) (lam / 2) |u|``, same shape as ``u``.
+
+    The point at hyperbolic distance ``lam |u|`` from the origin along ``u``
+    (``tanh(h) u / (sqrt(c)|u|)``). The norm goes through
+    an exact power-of-two rescaling, so a finite ``u`` of norm 1e20 (whose ``|u|^2``
+    overflows float32) gives the point at the boundary margin, not the origin.
+    """
+    k = pow2_scale(u)
+    uk = u * k
+    nk = torch.linalg.vector_norm(uk, dim=-1, keepdim=True)
+    h = sc * (lam / 2.0) * nk / k
+    big = h > 1.0
+    near = (lam / 2.0) * _tanhc(torch.where(big, torch.ones_like(h), h)) * u
+    far = (torch.tanh(h) / sc) * (uk / torch.where(big, nk, torch.ones_like(nk)))
+    return torch.where(big, far, near)
 
 
 def logmap0(y: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
@@ -231,12 +248,15 @@ def logmap0(y: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
 def expmap(x: torch.Tensor, u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     r"""Exponential map :math:`x \oplus \tanh(\sqrt c\lambda_x|u|/2)\frac{u}{\sqrt c|u|}`."""
     x, u = _up(x), _up(u)
-    sc = _as_batch(c, u).sqrt()
-    lam = lambda_x(x, c)
-    n = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
-    h = sc * lam * n / 2.0
-    second = u * (lam / 2.0) * _tanhc(h)
-    return projx(mobius_add(x, second, c), c)
+    # float32 runs in float64: a long step's second point is tanh(h) from the
+    # boundary, which rounds to the boundary in float32 (a radial map from radius
+    # 10 through the origin returned the origin). The result is rounded once.
+    out = x.dtype
+    x64, u64 = x.double(), u.double()
+    sc = _as_batch(c, u64).sqrt()
+    lam = lambda_x(x64, c)
+    second = _tanh_step(u64, sc, lam)
+    return projx(projx(mobius_add(x64, second, c), c).to(out), c)
 
 
 def logmap(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:

@@ -108,3 +108,55 @@ def test_mobius_add_of_nearly_opposite_points_far_out_float64() -> None:
     tol = 100 * torch.finfo(F64).eps / float((1 - x.pow(2).sum(-1)).min())
     truth = torch.tanh(man.dist(x, y) / 2)
     assert ((z.norm(dim=-1) - truth).abs() / truth).max() < tol
+
+
+# -- radial Poincaré maps through the origin -------------------------------------
+
+
+@pytest.mark.parametrize("radius", [10.0, 11.0, 11.5])
+@pytest.mark.parametrize("fraction", [2.0, 1.5, 1.0])
+def test_poincare_radial_expmap_through_the_origin_float32(radius: float, fraction: float) -> None:
+    # x on the diagonal and u exactly antiparallel in float32 (equal components):
+    # the geodesic passes through the origin and ends at radius |1 - fraction| radius
+    man = PoincareBall(1.0)
+    e = torch.tensor([[1.0, 1.0, 0.0]], dtype=F64) / math.sqrt(2.0)
+    x = man.expmap0(e * (radius / 2)).float()  # lambda_0 = 2: at distance radius
+    r = float(man.dist0(x.double()))
+    u = (-e * (fraction * r / man.lambda_x(x.double(), keepdim=True))).float()
+    y = man.expmap(x, u)
+    end = abs(1.0 - fraction) * r
+    assert math.isclose(float(man.dist(x, y)), fraction * r, rel_tol=1e-4)
+    assert math.isclose(float(man.dist0(y)), end, rel_tol=1e-4, abs_tol=1e-4)
+    if fraction > 1:  # on the far side of the origin, not at it
+        assert float((y * x).sum()) < 0
+
+
+# -- lifts of huge vectors -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("norm", [1e20, 1e30, 3e38])
+def test_lift_of_huge_vectors_is_the_capped_point(dtype: torch.dtype, norm: float) -> None:
+    d = _unit(5, 7).to(dtype)
+    v = (d * norm)[None] if torch.isfinite(d * norm).all() else None
+    assert v is not None and torch.isfinite(v).all()
+    lor = Lorentz(1.0).lift(v)
+    assert torch.isfinite(lor).all()
+    rmax = max_radius(dtype)
+    assert math.isclose(float(Lorentz(1.0).dist0(lor)), min(rmax, norm), rel_tol=1e-5)
+    assert torch.allclose(lor[0, 1:] / lor[0, 1:].norm(), d, rtol=1e-5, atol=1e-6)
+    ball = PoincareBall(1.0)
+    p = ball.lift(v)
+    assert torch.isfinite(p).all()
+    # the projection radius, in the direction of v (not the origin)
+    assert float(ball.dist0(p)) > 0.9 * float(ball.dist0(ball.projx(d[None] * 2)))
+    assert torch.allclose(p[0] / p[0].norm(), d, rtol=1e-5, atol=1e-6)
+
+
+def test_lorentz_expmap_of_a_huge_step_stays_capped() -> None:
+    man = Lorentz(1.0)
+    x = man.random(2, 5, radius=3.0)
+    u = man.proju(x, torch.randn(2, 5) * 1e25)
+    y = man.expmap(x, u)
+    assert torch.isfinite(y).all()
+    assert (man.dist0(y) <= max_radius(F32) * (1 + 1e-5)).all()
