@@ -32,7 +32,7 @@ HVLDD_HOST_DEVICE T lorentz_sinh_half_dist_sq(const T* xs, int64_t sx, const T* 
                                               int64_t sy, int64_t D, T c) {
   // Differences on the raw coordinates, c applied to the scalar sums: scaling
   // the coordinates first would round each one (eps * sinh(r) in distance).
-  T a2 = 0, b2 = 0, dsig = 0, dd = 0;
+  T a2 = 0, b2 = 0, dsig = 0, dd = 0, xy = 0;
   for (int64_t k = 0; k < D; ++k) {
     const T xk = xs[k * sx];
     const T yk = ys[k * sy];
@@ -41,6 +41,7 @@ HVLDD_HOST_DEVICE T lorentz_sinh_half_dist_sq(const T* xs, int64_t sx, const T* 
     b2 += yk * yk;
     dsig += dk * (xk + yk);  // |xs|^2 - |ys|^2 from differences
     dd += dk * dk;
+    xy += xk * yk;
   }
   a2 *= c;
   b2 *= c;
@@ -48,6 +49,13 @@ HVLDD_HOST_DEVICE T lorentz_sinh_half_dist_sq(const T* xs, int64_t sx, const T* 
   dd *= c;
   const T a = sqrt(a2), b = sqrt(b2);
   const T x0 = sqrt(T(1) + a2), y0 = sqrt(T(1) + b2);
+  if (!(a * b > T(1)) && (a > T(2) || b > T(2))) {
+    // One point near the origin, the other far: the difference form cancels by
+    // ~max(x0, y0); a b sin^2(theta/2) = (a b - c xs.ys) / 2 errs by ~eps only.
+    const T sinh_dr = dsig / (a * y0 + b * x0);
+    const T radial = sinh_dr * (sinh_dr / (T(2) * (T(1) + hypot(T(1), sinh_dr))));
+    return radial + clamp0_keep_nan(a * b - c * xy) / T(2);
+  }
   if (!(a * b > T(1))) {
     const T d0 = dsig / (x0 + y0);
     const T s2 = (dd - d0 * d0) / T(4);
@@ -117,7 +125,7 @@ template <typename Acc, typename In>
 HVLDD_HOST_DEVICE Acc lorentz_sinh_half_dist_sq_acc(const In* xs, int64_t sx, const In* ys,
                                                     int64_t sy, int64_t D, Acc c) {
   const Acc sc = sqrt(c);
-  Acc a2 = 0, b2 = 0, dsig = 0, dd = 0;
+  Acc a2 = 0, b2 = 0, dsig = 0, dd = 0, xy = 0;
   for (int64_t k = 0; k < D; ++k) {
     const Acc xk = sc * static_cast<Acc>(xs[k * sx]);
     const Acc yk = sc * static_cast<Acc>(ys[k * sy]);
@@ -126,8 +134,16 @@ HVLDD_HOST_DEVICE Acc lorentz_sinh_half_dist_sq_acc(const In* xs, int64_t sx, co
     b2 += yk * yk;
     dsig += dk * (xk + yk);
     dd += dk * dk;
+    xy += xk * yk;
   }
   const Acc x0 = sqrt(Acc(1) + a2), y0 = sqrt(Acc(1) + b2);
+  if (!(a2 * b2 > Acc(1)) && (a2 > Acc(4) || b2 > Acc(4))) {
+    // One point near the origin, the other far (see lorentz_sinh_half_dist_sq).
+    const Acc a = sqrt(a2), b = sqrt(b2);
+    const Acc sinh_dr = dsig / (a * y0 + b * x0);
+    const Acc radial = sinh_dr * (sinh_dr / (Acc(2) * (Acc(1) + hypot(Acc(1), sinh_dr))));
+    return radial + clamp0_keep_nan(a * b - xy) / Acc(2);
+  }
   if (!(a2 * b2 > Acc(1))) {
     const Acc d0 = dsig / (x0 + y0);
     const Acc s2 = (dd - d0 * d0) / Acc(4);

@@ -101,9 +101,18 @@ def _lorentz_sinh_half_sq(xs: torch.Tensor, ys: torch.Tensor, sc: torch.Tensor) 
     d0 = dsig / (x0 + y0)
     diff_s2 = (dd - d0 * d0).clamp_min(0) / 4.0
     split = a2 * b2 > 1.0
+    # one point near the origin, the other far: see lorentz_math.sinh_half_dist
+    lop = ~split & (torch.maximum(a2, b2) > 4.0)
     one = torch.ones_like(a2)
     a = torch.sqrt(torch.where(split, a2, one))
     b = torch.sqrt(torch.where(split, b2, one))
+    al = _safe_sqrt(torch.where(lop, a2, one))
+    bl = _safe_sqrt(torch.where(lop, b2, one))
+    lop_dr = dsig / torch.where(lop, al * y0 + bl * x0, one)
+    lop_s2 = (
+        lop_dr * (lop_dr / (2.0 * (1.0 + torch.hypot(one, lop_dr))))
+        + (al * bl - (xk * yk).sum(-1)).clamp_min(0) / 2.0
+    )
     sinh_dr = dsig / (a * y0 + b * x0)
     # Squares taken after the divisions: sinh_dr^2 and |w|^2 (of size (a b)^2)
     # overflow float32 for distances beyond ~44, well inside the radius cap.
@@ -114,7 +123,7 @@ def _lorentz_sinh_half_sq(xs: torch.Tensor, ys: torch.Tensor, sc: torch.Tensor) 
     rab = torch.sqrt(a * b).unsqueeze(-1)
     w = (m / rab) * delta - (amb.unsqueeze(-1) / rab) * torch.where(a_le_b, xk, yk)
     split_s2 = radial + (w * w).sum(-1) / 4.0
-    return torch.where(split, split_s2, diff_s2)
+    return torch.where(split, split_s2, torch.where(lop, lop_s2, diff_s2))
 
 
 def _alpha(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

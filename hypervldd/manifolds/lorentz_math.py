@@ -182,7 +182,12 @@ def sinh_half_dist(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) ->
 
     # Away from it: law-of-cosines split, two non-negative terms.
     split = a * b > 1.0
-    den = torch.where(split, a * y0 + b * x0, torch.ones_like(a))
+    # One point near the origin, the other far (a b <= 1 < 2 < max(a, b)): the
+    # difference form cancels by a factor ~max(X0, Y0) (float32 dist 14 from the
+    # origin was off by 3e-3); the split with the angular term a b sin^2(theta/2)
+    # = (a b - c xs.ys) / 2 has an absolute error ~eps there, against s^2 >= 0.25.
+    lop = ~split & (torch.maximum(a, b) > 2.0)
+    den = torch.where(split | lop, a * y0 + b * x0, torch.ones_like(a))
     sinh_dr = a2mb2 / den
     # sinh^2(dr/2) = sinh_dr^2 / (2 (1 + cosh dr)), with the square taken after the
     # division: sinh_dr^2 itself overflows float32 for radial gaps beyond ~44.
@@ -206,7 +211,8 @@ def sinh_half_dist(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) ->
     ang_s2 = cb * (w * w).sum(-1) / 4.0
     split_s2 = sinh_half_dr2 + ang_s2
 
-    s2 = torch.where(split, split_s2, diff_s2)
+    lop_s2 = sinh_half_dr2 + (a * b - cb * (xs * ys).sum(-1)).clamp_min(0) / 2.0
+    s2 = torch.where(split, split_s2, torch.where(lop, lop_s2, diff_s2))
     return _safe_sqrt(s2)
 
 
@@ -392,6 +398,9 @@ def transp(
     with ``1 - c<x, y>_L = 2 + 2 s^2`` from :func:`sinh_half_dist` (never small).
     """
     x, y, v = _up(x), _up(y), _up(v)
+    # Time coordinates re-derived (the space part is authoritative): a float32 x0
+    # cast to float64 is off by eps x0, which the transport multiplies by x0 again.
+    x, y = projx(x, c), projx(y, c)
     cb = _as_batch(c, v)
     s = sinh_half_dist(x, y, c).unsqueeze(-1)
     den = 2.0 + 2.0 * s * s

@@ -112,3 +112,25 @@ def test_nan_in_nan_out_under_compile() -> None:
     d, loss = torch.compile(f, backend="aot_eager")(x, y)
     assert torch.isnan(d[1]).all() and torch.isfinite(d[0]).all()
     assert torch.isnan(loss)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("use_ext", [True, False])
+def test_near_origin_to_far_pairs(dtype: torch.dtype, use_ext: bool) -> None:
+    # a b <= 1 < max(a, b): the slow path's difference form cancelled by
+    # ~max(x0, y0) (float64 distance 24 from the origin off by ~1e-6)
+    if use_ext:
+        need_ext()
+    g = torch.Generator().manual_seed(8)
+    u = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    u = u / u.norm(dim=-1, keepdim=True)
+    pad = torch.zeros(3, 1, dtype=torch.float64)
+    x = L.expmap0(torch.cat([pad, u * torch.tensor([[0.0], [0.01], [0.3]])], 1), 1.0).to(dtype)
+    y = L.expmap0(torch.cat([pad[:2], u[:2] * torch.tensor([[24.0], [30.0]])], 1), 1.0)
+    y = y.to(dtype)
+    fn = K.pairwise_dist if use_ext else R.pairwise_dist_ref
+    d = fn(x, y, "lorentz", 1.0)
+    n, m = x.shape[0], y.shape[0]
+    truth = L.dist(x.double().repeat_interleave(m, 0), y.double().repeat(n, 1), 1.0)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12  # float32: the output's own rounding
+    assert ((d.double().reshape(-1) - truth).abs() / truth).max() < tol

@@ -160,3 +160,41 @@ def test_lorentz_expmap_of_a_huge_step_stays_capped() -> None:
     y = man.expmap(x, u)
     assert torch.isfinite(y).all()
     assert (man.dist0(y) <= max_radius(F32) * (1 + 1e-5)).all()
+
+
+# -- one point near the origin, the other far ----------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("far", [3.0, 14.0, 30.0])
+def test_lorentz_dist_from_near_the_origin_to_far_out(dtype: torch.dtype, far: float) -> None:
+    # a b <= 1 < max(a, b): the difference form cancelled by ~max(x0, y0) (float32
+    # distance 14 from the origin was off by 3e-3; float64 at 24 by 1e-6)
+    import mpmath
+
+    man = Lorentz(1.0)
+    e = _unit(5, 9)
+    near = [0.0, 0.01, 0.3]
+    x = man.lift(torch.stack([r * e for r in near]).to(dtype))
+    y = man.lift((far * _unit(5, 10)).to(dtype)[None]).expand_as(x)
+    d = man.dist(x, y)
+    mpmath.mp.dps = 50
+    for i in range(len(near)):
+        xs = [mpmath.mpf(float(v)) for v in x[i, 1:].double()]
+        ys = [mpmath.mpf(float(v)) for v in y[i, 1:].double()]
+        x0 = mpmath.sqrt(1 + sum(v * v for v in xs))
+        y0 = mpmath.sqrt(1 + sum(v * v for v in ys))
+        truth = mpmath.acosh(x0 * y0 - sum(a * b for a, b in zip(xs, ys, strict=True)))
+        tol = 1e-5 if dtype == F32 else 1e-12
+        assert abs(float(d[i]) - float(truth)) / float(truth) < tol
+
+
+def test_lorentz_transp_rederives_the_time_of_rounded_points() -> None:
+    # float32 points cast to float64: their stored x0 is off by eps x0, which the
+    # transport multiplied by x0 again (2e-3 at radius 6)
+    man = Lorentz(1.0)
+    x = man.lift((6.0 * _unit(6, 11))[None]).float().double()
+    y = man.lift((6.5 * _unit(6, 11) + 0.3 * _unit(6, 12))[None]).float().double()
+    t = man.transp(x, y, man.logmap(x, y))
+    back = -man.logmap(y, x)
+    assert float((t - back).norm() / back.norm()) < 1e-9
