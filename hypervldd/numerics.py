@@ -142,14 +142,14 @@ def cosh_minus_one_to_dist(z: torch.Tensor) -> torch.Tensor:
 
 
 def pow2_scale(u: torch.Tensor) -> torch.Tensor:
-    """A power of two ``k`` per vector (last dim) with ``max|k u|`` in ``[1/2, 4)``. ``(..., 1)``.
+    """A power of two ``k`` per vector (last dim) with ``max|k u|`` about ``[1, 2)``. ``(..., 1)``.
 
     Multiplying by ``k`` is exact, so ``|k u| / k`` is the norm of ``u`` without the
     overflow of ``|u|^2`` (a float32 vector of norm 1e20 has ``|u|^2 = inf``). ``k``
     is detached: it is a change of units, not a function to differentiate.
 
     >>> pow2_scale(torch.tensor([[3e30, 4e30]])).log2()
-    tensor([[-102.]])
+    tensor([[-101.]])
     """
     with torch.no_grad():
         m = u.abs().amax(-1, keepdim=True).clamp_min(torch.finfo(u.dtype).tiny)
