@@ -27,6 +27,7 @@ __all__ = [
     "artanhc",
     "sinc",
     "cosh_minus_one_to_dist",
+    "pow2_scale",
 ]
 
 
@@ -138,3 +139,18 @@ def cosh_minus_one_to_dist(z: torch.Tensor) -> torch.Tensor:
     gradient at zero distance should compute ``sqrt(z / 2)`` directly as a norm.
     """
     return 2.0 * torch.asinh(torch.sqrt(z.clamp_min(0) / 2.0))
+
+
+def pow2_scale(u: torch.Tensor) -> torch.Tensor:
+    """A power of two ``k`` per vector (last dim) with ``max|k u|`` about ``[1, 2)``. ``(..., 1)``.
+
+    Multiplying by ``k`` is exact, so ``|k u| / k`` is the norm of ``u`` without the
+    overflow of ``|u|^2`` (a float32 vector of norm 1e20 has ``|u|^2 = inf``). ``k``
+    is detached: it is a change of units, not a function to differentiate.
+
+    >>> pow2_scale(torch.tensor([[3e30, 4e30]])).log2()
+    tensor([[-101.]])
+    """
+    with torch.no_grad():
+        m = u.abs().amax(-1, keepdim=True).clamp_min(torch.finfo(u.dtype).tiny)
+        return torch.exp2(-torch.floor(torch.log2(m)))

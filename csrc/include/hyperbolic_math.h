@@ -16,6 +16,13 @@
 
 namespace hypervldd {
 
+// max(s, 0) that keeps a NaN: `s > 0 ? s : 0` would turn a NaN input into a
+// zero distance, hiding bad input when validation is off (docs/geometry.md).
+template <typename T>
+HVLDD_HOST_DEVICE T clamp0_keep_nan(T s) {
+  return s < T(0) ? T(0) : s;
+}
+
 // sinh^2(sqrt(c) d / 2) for two Lorentz points given by their space parts
 // xs, ys (length D, strided). Time coordinates are re-derived from space.
 // Near the origin (a b <= 1) the difference form; elsewhere the law-of-cosines
@@ -25,7 +32,7 @@ HVLDD_HOST_DEVICE T lorentz_sinh_half_dist_sq(const T* xs, int64_t sx, const T* 
                                               int64_t sy, int64_t D, T c) {
   // Differences on the raw coordinates, c applied to the scalar sums: scaling
   // the coordinates first would round each one (eps * sinh(r) in distance).
-  T a2 = 0, b2 = 0, dsig = 0, dd = 0;
+  T a2 = 0, b2 = 0, dsig = 0, dd = 0, xy = 0;
   for (int64_t k = 0; k < D; ++k) {
     const T xk = xs[k * sx];
     const T yk = ys[k * sy];
@@ -34,6 +41,7 @@ HVLDD_HOST_DEVICE T lorentz_sinh_half_dist_sq(const T* xs, int64_t sx, const T* 
     b2 += yk * yk;
     dsig += dk * (xk + yk);  // |xs|^2 - |ys|^2 from differences
     dd += dk * dk;
+    xy += xk * yk;
   }
   a2 *= c;
   b2 *= c;
@@ -41,32 +49,43 @@ HVLDD_HOST_DEVICE T lorentz_sinh_half_dist_sq(const T* xs, int64_t sx, const T* 
   dd *= c;
   const T a = sqrt(a2), b = sqrt(b2);
   const T x0 = sqrt(T(1) + a2), y0 = sqrt(T(1) + b2);
+  if (!(a * b > T(1)) && (a > T(2) || b > T(2))) {
+    // One point near the origin, the other far: the difference form cancels by
+    // ~max(x0, y0); a b sin^2(theta/2) = (a b - c xs.ys) / 2 errs by ~eps only.
+    const T sinh_dr = dsig / (a * y0 + b * x0);
+    const T radial = sinh_dr * (sinh_dr / (T(2) * (T(1) + hypot(T(1), sinh_dr))));
+    return radial + clamp0_keep_nan(a * b - c * xy) / T(2);
+  }
   if (!(a * b > T(1))) {
     const T d0 = dsig / (x0 + y0);
     const T s2 = (dd - d0 * d0) / T(4);
-    return s2 > T(0) ? s2 : T(0);
+    return clamp0_keep_nan(s2);
   }
   const T sinh_dr = dsig / (a * y0 + b * x0);
-  const T radial = sinh_dr * sinh_dr / (T(2) * (T(1) + sqrt(T(1) + sinh_dr * sinh_dr)));
+  // Squares after the divisions: sinh_dr^2 and |w|^2 ~ (a b)^2 overflow float
+  // for distances beyond ~44, inside the radius cap (distances up to ~80).
+  const T radial = sinh_dr * (sinh_dr / (T(2) * (T(1) + hypot(T(1), sinh_dr))));
   // w = m (x - y) - (a - b) p with m = min(a, b) and p the nearer point; the
   // products are of size a b, so their rounding cannot swamp far pairs.
   const T amb = dsig / (a + b);
   const bool a_le_b = a <= b;
-  const T m = a_le_b ? a : b;
+  const T rab = sqrt(a * b);
+  const T m = (a_le_b ? a : b) / rab;
+  const T ambr = amb / rab;
   T ww = 0;
   for (int64_t k = 0; k < D; ++k) {
     const T xk = xs[k * sx];
     const T yk = ys[k * sy];
-    const T wk = m * (xk - yk) - amb * (a_le_b ? xk : yk);
+    const T wk = m * (xk - yk) - ambr * (a_le_b ? xk : yk);
     ww += wk * wk;
   }
-  return radial + c * ww / (T(4) * a * b);
+  return radial + c * ww / T(4);
 }
 
 // Geodesic distance from s^2 = sinh^2(sqrt(c) d / 2): d = 2 asinh(s) / sqrt(c).
 template <typename T>
 HVLDD_HOST_DEVICE T dist_from_sinh_half_sq(T s2, T c) {
-  return T(2) * asinh(sqrt(s2 > T(0) ? s2 : T(0))) / sqrt(c);
+  return T(2) * asinh(sqrt(clamp0_keep_nan(s2))) / sqrt(c);
 }
 
 }  // namespace hypervldd
@@ -106,7 +125,7 @@ template <typename Acc, typename In>
 HVLDD_HOST_DEVICE Acc lorentz_sinh_half_dist_sq_acc(const In* xs, int64_t sx, const In* ys,
                                                     int64_t sy, int64_t D, Acc c) {
   const Acc sc = sqrt(c);
-  Acc a2 = 0, b2 = 0, dsig = 0, dd = 0;
+  Acc a2 = 0, b2 = 0, dsig = 0, dd = 0, xy = 0;
   for (int64_t k = 0; k < D; ++k) {
     const Acc xk = sc * static_cast<Acc>(xs[k * sx]);
     const Acc yk = sc * static_cast<Acc>(ys[k * sy]);
@@ -115,27 +134,38 @@ HVLDD_HOST_DEVICE Acc lorentz_sinh_half_dist_sq_acc(const In* xs, int64_t sx, co
     b2 += yk * yk;
     dsig += dk * (xk + yk);
     dd += dk * dk;
+    xy += xk * yk;
   }
   const Acc x0 = sqrt(Acc(1) + a2), y0 = sqrt(Acc(1) + b2);
+  if (!(a2 * b2 > Acc(1)) && (a2 > Acc(4) || b2 > Acc(4))) {
+    // One point near the origin, the other far (see lorentz_sinh_half_dist_sq).
+    const Acc a = sqrt(a2), b = sqrt(b2);
+    const Acc sinh_dr = dsig / (a * y0 + b * x0);
+    const Acc radial = sinh_dr * (sinh_dr / (Acc(2) * (Acc(1) + hypot(Acc(1), sinh_dr))));
+    return radial + clamp0_keep_nan(a * b - xy) / Acc(2);
+  }
   if (!(a2 * b2 > Acc(1))) {
     const Acc d0 = dsig / (x0 + y0);
     const Acc s2 = (dd - d0 * d0) / Acc(4);
-    return s2 > Acc(0) ? s2 : Acc(0);
+    return clamp0_keep_nan(s2);
   }
   const Acc a = sqrt(a2), b = sqrt(b2);
   const Acc sinh_dr = dsig / (a * y0 + b * x0);
-  const Acc radial = sinh_dr * sinh_dr / (Acc(2) * (Acc(1) + sqrt(Acc(1) + sinh_dr * sinh_dr)));
+  // Squares after the divisions (see lorentz_sinh_half_dist_sq).
+  const Acc radial = sinh_dr * (sinh_dr / (Acc(2) * (Acc(1) + hypot(Acc(1), sinh_dr))));
   const Acc amb = dsig / (a + b);
   const bool a_le_b = a <= b;
-  const Acc m = a_le_b ? a : b;
+  const Acc rab = sqrt(a * b);
+  const Acc m = (a_le_b ? a : b) / rab;
+  const Acc ambr = amb / rab;
   Acc ww = 0;
   for (int64_t k = 0; k < D; ++k) {
     const Acc xk = sc * static_cast<Acc>(xs[k * sx]);
     const Acc yk = sc * static_cast<Acc>(ys[k * sy]);
-    const Acc wk = m * (xk - yk) - amb * (a_le_b ? xk : yk);
+    const Acc wk = m * (xk - yk) - ambr * (a_le_b ? xk : yk);
     ww += wk * wk;
   }
-  return radial + ww / (Acc(4) * a * b);
+  return radial + ww / Acc(4);
 }
 
 // |x - y|^2 from direct differences, in Acc.
@@ -151,8 +181,9 @@ HVLDD_HOST_DEVICE Acc sq_diff_acc(const In* x, int64_t sx, const In* y, int64_t 
 
 // expm1 of asinh(t) for t >= 0: t + t^2 / (1 + sqrt(1 + t^2)). The distance
 // kernels store this "log1p argument" and apply log1p once per tile, so that
-// the log runs vectorised; 2 asinh(s) = log1p(w) with w = z + sqrt(z (z + 2)),
-// z = 2 s^2 (Lorentz), and asinh(t) = log1p(w) (Poincaré).
+// the log runs vectorised; 2 asinh(s) = log1p(w) with w = z + sqrt(z) sqrt(z + 2),
+// z = 2 s^2 (Lorentz), and asinh(t) = log1p(w) (Poincaré). The root is split
+// because z (z + 2) overflows float for distances beyond ~44 (z ~ 1e19).
 template <typename T>
 HVLDD_HOST_DEVICE T asinh_expm1(T t) {
   return t + t * t / (T(1) + sqrt(T(1) + t * t));
@@ -160,7 +191,7 @@ HVLDD_HOST_DEVICE T asinh_expm1(T t) {
 
 template <typename T>
 HVLDD_HOST_DEVICE T acosh1p_expm1(T z) {
-  return z + sqrt(z * (z + T(2)));
+  return z + sqrt(z) * sqrt(z + T(2));
 }
 
 // ---------------------------------------------------------------- vector math
@@ -247,7 +278,8 @@ HVLDD_HOST_DEVICE float log1p_fast(float w) {
 }
 HVLDD_HOST_DEVICE double log1p_fast(double w) { return log1p(w); }
 
-// exp(x) for x <= 88 (logits are shifted by their maximum first); 0 below -87.
+// exp(x) for x <= 88 (logits are shifted by their maximum first); 0 below -87;
+// NaN for NaN.
 HVLDD_HOST_DEVICE float exp_fast(float x) {
 #if defined(__CUDA_ARCH__)
   return expf(x);
@@ -270,7 +302,8 @@ HVLDD_HOST_DEVICE float exp_fast(float x) {
   p = p * r + 5.0000001201e-1f;
   const float y = (p * z + r) + 1.0f;
   const float res = y * vec_detail::as_float((n + 127) << 23);
-  return under ? 0.0f : res;
+  // A NaN logit stays NaN (a loss must not turn NaN input into a finite value).
+  return under ? (x != x ? x : 0.0f) : res;
 #endif
 }
 HVLDD_HOST_DEVICE double exp_fast(double x) { return exp(x); }
@@ -307,7 +340,7 @@ HVLDD_HOST_DEVICE bool pair_fast(T g, T r0, T r1, T q0, T q1, T c, T* w, T* dwq)
     const bool use2 = e2 < e1;
     const T e = use2 ? e2 : e1;
     const T z = use2 ? z2 : z1;
-    const T root = sqrt_fast(z * (z + T(2)));
+    const T root = sqrt_fast(z) * sqrt_fast(z + T(2));  // z (z + 2) overflows past d ~ 44
     *w = z + root;
     *dwq = T(1) / root;  // dD/dz for D = acosh(1 + z)
     return e <= tol * z;
@@ -402,7 +435,7 @@ HVLDD_HOST_DEVICE SlowGrad pair_slow_grad(int64_t man, const In* x, int64_t sx, 
   const double sc = sqrt(c);
   if (man == kLorentz) {
     const double s2 = lorentz_sinh_half_dist_sq_acc<double, In>(x, sx, y, sy, D, c);
-    g.d = 2.0 * asinh(sqrt(s2 > 0.0 ? s2 : 0.0)) / sc;
+    g.d = 2.0 * asinh(sqrt(clamp0_keep_nan(s2))) / sc;
     if (!(s2 > 0.0)) return g;
     double a2 = 0, b2 = 0, dsig = 0;
     for (int64_t k = 0; k < D; ++k) {

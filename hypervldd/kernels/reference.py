@@ -77,8 +77,8 @@ def _slow_dtype(dt: torch.dtype) -> torch.dtype:
 
 
 def _safe_sqrt(s2: torch.Tensor) -> torch.Tensor:
-    """``sqrt(max(s2, 0))`` with gradient 0 (not inf/NaN) at 0."""
-    pos = s2 > 0
+    """``sqrt(max(s2, 0))`` with gradient 0 (not inf/NaN) at 0; NaN stays NaN."""
+    pos = ~(s2 <= 0)  # true for NaN: bad input must not become a zero distance
     return torch.where(pos, torch.sqrt(torch.where(pos, s2, torch.ones_like(s2))), 0.0)
 
 
@@ -109,17 +109,29 @@ def _lorentz_sinh_half_sq(xs: torch.Tensor, ys: torch.Tensor, sc: torch.Tensor) 
     d0 = dsig / (x0 + y0)
     diff_s2 = (dd - d0 * d0).clamp_min(0) / 4.0
     split = a2 * b2 > 1.0
+    # one point near the origin, the other far: see lorentz_math.sinh_half_dist
+    lop = ~split & (torch.maximum(a2, b2) > 4.0)
     one = torch.ones_like(a2)
     a = torch.sqrt(torch.where(split, a2, one))
     b = torch.sqrt(torch.where(split, b2, one))
+    al = _safe_sqrt(torch.where(lop, a2, one))
+    bl = _safe_sqrt(torch.where(lop, b2, one))
+    lop_dr = dsig / torch.where(lop, al * y0 + bl * x0, one)
+    lop_s2 = (
+        lop_dr * (lop_dr / (2.0 * (1.0 + torch.hypot(one, lop_dr))))
+        + (al * bl - (xk * yk).sum(-1)).clamp_min(0) / 2.0
+    )
     sinh_dr = dsig / (a * y0 + b * x0)
-    radial = sinh_dr * sinh_dr / (2.0 * (1.0 + torch.sqrt(1.0 + sinh_dr * sinh_dr)))
+    # Squares taken after the divisions: sinh_dr^2 and |w|^2 (of size (a b)^2)
+    # overflow float32 for distances beyond ~44, well inside the radius cap.
+    radial = sinh_dr * (sinh_dr / (2.0 * (1.0 + torch.hypot(torch.ones_like(sinh_dr), sinh_dr))))
     amb = dsig / (a + b)
     a_le_b = (a <= b).unsqueeze(-1)
     m = torch.minimum(a, b).unsqueeze(-1)
-    w = m * delta - amb.unsqueeze(-1) * torch.where(a_le_b, xk, yk)
-    split_s2 = radial + (w * w).sum(-1) / (4.0 * a * b)
-    return torch.where(split, split_s2, diff_s2)
+    rab = torch.sqrt(a * b).unsqueeze(-1)
+    w = (m / rab) * delta - (amb.unsqueeze(-1) / rab) * torch.where(a_le_b, xk, yk)
+    split_s2 = radial + (w * w).sum(-1) / 4.0
+    return torch.where(split, split_s2, torch.where(lop, lop_s2, diff_s2))
 
 
 def _alpha(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -203,7 +215,9 @@ def _pairwise_rows(
             bound = BOUND_FACTOR * e * (p + torch.outer(a2.sqrt(), b2.sqrt()))
             bad = bound > tol * z
         zs = torch.where(bad, torch.ones_like(z), z)
-        dfast = torch.log1p(zs + torch.sqrt(zs * (zs + 2.0))) / sc
+        # sqrt(z) sqrt(z + 2), not sqrt(z (z + 2)): the product overflows float32
+        # for distances beyond ~44 (z ~ 1e19), well inside the radius cap.
+        dfast = torch.log1p(zs + torch.sqrt(zs) * torch.sqrt(zs + 2.0)) / sc
     else:
         y2, ay = pre
         x2 = (x * x).sum(-1)

@@ -44,15 +44,18 @@ case, a displacement at angle ``~1/cosh(r)`` from radial, is about
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from ..numerics import asinhc, compute_dtype, max_radius, sinhc
+from ..numerics import asinhc, compute_dtype, max_radius, pow2_scale, sinhc
 
 __all__ = [
     "inner",
     "norm",
     "time_from_space",
     "projx",
+    "clip_radius",
     "proju",
     "egrad2rgrad",
     "sinh_half_dist",
@@ -118,6 +121,21 @@ def projx(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     return torch.cat([time_from_space(xs, c), xs], dim=-1)
 
 
+def clip_radius(x: torch.Tensor, c: float | torch.Tensor, radius: float) -> torch.Tensor:
+    """Pull points farther than ``radius / sqrt(c)`` from the origin back onto that sphere.
+
+    ``radius`` is in units of ``1/sqrt(c)`` (as :func:`~hypervldd.numerics.max_radius`).
+    Only the space part is scaled; the time coordinate is re-derived. ``(..., D+1)``.
+    """
+    xs = x[..., 1:]
+    sc = _as_batch(c, x).sqrt()
+    n = sc * torch.linalg.vector_norm(xs, dim=-1, keepdim=True)
+    cap = math.sinh(radius)
+    over = n > cap
+    xs = torch.where(over, xs * (cap / torch.where(over, n, torch.ones_like(n))), xs)
+    return torch.cat([time_from_space(xs, c), xs], dim=-1)
+
+
 def proju(x: torch.Tensor, u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     r"""Project ``u`` onto the tangent space at ``x``: :math:`u + c\langle x,u\rangle_L x`."""
     return u + _as_batch(c, u) * inner(x, u, keepdim=True) * x
@@ -164,9 +182,18 @@ def sinh_half_dist(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) ->
 
     # Away from it: law-of-cosines split, two non-negative terms.
     split = a * b > 1.0
-    den = torch.where(split, a * y0 + b * x0, torch.ones_like(a))
+    # One point near the origin, the other far (a b <= 1 < 2 < max(a, b)): the
+    # difference form cancels by a factor ~max(X0, Y0) (float32 dist 14 from the
+    # origin was off by 3e-3); the split with the angular term a b sin^2(theta/2)
+    # = (a b - c xs.ys) / 2 has an absolute error ~eps there, against s^2 >= 0.25.
+    lop = ~split & (torch.maximum(a, b) > 2.0)
+    den = torch.where(split | lop, a * y0 + b * x0, torch.ones_like(a))
     sinh_dr = a2mb2 / den
-    sinh_half_dr2 = sinh_dr * sinh_dr / (2.0 * (1.0 + torch.sqrt(1.0 + sinh_dr * sinh_dr)))
+    # sinh^2(dr/2) = sinh_dr^2 / (2 (1 + cosh dr)), with the square taken after the
+    # division: sinh_dr^2 itself overflows float32 for radial gaps beyond ~44.
+    sinh_half_dr2 = sinh_dr * (
+        sinh_dr / (2.0 * (1.0 + torch.hypot(torch.ones_like(sinh_dr), sinh_dr)))
+    )
     amb = a2mb2 / torch.where(split, a + b, torch.ones_like(a))
     # b Xs - a Ys = m (Xs - Ys) - (a - b) P with m the smaller radius and P its
     # point: the two products are then of size a b, not max(a, b)^2, so their
@@ -174,14 +201,18 @@ def sinh_half_dist(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) ->
     # |w_X|^2 = c |w|^2 with w built from the raw coordinates.)
     # m must come from the same branch as P: torch.minimum would split its
     # gradient at a tie a == b and break the derivative of w.
+    # w is divided by sqrt(a b) before it is squared: |w|^2 is of size (a b)^2,
+    # which overflows float32 once a b passes ~1e19 (distances beyond ~44).
     a_le_b = (a <= b).unsqueeze(-1)
     m = torch.where(a_le_b, a.unsqueeze(-1), b.unsqueeze(-1))
-    w = m * delta - amb.unsqueeze(-1) * torch.where(a_le_b, xs, ys)
     ab = torch.where(split, a * b, torch.ones_like(a))
-    ang_s2 = cb * (w * w).sum(-1) / (4.0 * ab)
+    rab = torch.sqrt(ab).unsqueeze(-1)
+    w = (m / rab) * delta - (amb.unsqueeze(-1) / rab) * torch.where(a_le_b, xs, ys)
+    ang_s2 = cb * (w * w).sum(-1) / 4.0
     split_s2 = sinh_half_dr2 + ang_s2
 
-    s2 = torch.where(split, split_s2, diff_s2)
+    lop_s2 = sinh_half_dr2 + (a * b - cb * (xs * ys).sum(-1)).clamp_min(0) / 2.0
+    s2 = torch.where(split, split_s2, torch.where(lop, lop_s2, diff_s2))
     return _safe_sqrt(s2)
 
 
@@ -275,12 +306,17 @@ def expmap0(u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     u = _up(u)
     us = u[..., 1:]
     sc = _as_batch(c, u).sqrt()
-    r = torch.linalg.vector_norm(sc * us, dim=-1, keepdim=True)
+    # The norm through an exact power-of-two rescaling: |us|^2 overflows float32
+    # for |us| > 1.8e19, and a NaN radius would follow (lift of a norm-1e20 vector).
+    k = pow2_scale(us)
+    usk = us * k
+    rk = torch.linalg.vector_norm(usk, dim=-1, keepdim=True)
+    r = sc * rk / k
     rmax = max_radius(u.dtype)
     over = r > rmax
-    scale = torch.where(over, rmax / torch.where(over, r, torch.ones_like(r)), 1.0)
-    rc = r * scale
-    xs = us * (scale * sinhc(rc))
+    xs_in = us * sinhc(torch.where(over, torch.zeros_like(r), r))
+    direction = usk / torch.where(over, rk, torch.ones_like(rk))
+    xs = torch.where(over, direction * (math.sinh(rmax) / sc), xs_in)
     return torch.cat([time_from_space(xs, c), xs], dim=-1)
 
 
@@ -304,15 +340,20 @@ def expmap(x: torch.Tensor, u: torch.Tensor, c: float | torch.Tensor) -> torch.T
     """
     x, u = _up(x), _up(u)
     sc = _as_batch(c, u).sqrt()
-    n = sc * norm(u, keepdim=True)
+    # Norm through an exact power-of-two rescaling (|u|_L^2 overflows for huge steps).
+    k = pow2_scale(u)
+    uk = u * k
+    nk = norm(uk, keepdim=True)
+    n = sc * nk / k
     # Cap the step so that the end point stays within max_radius of the origin
     # (by the triangle inequality); beyond it coordinates would overflow.
     r_x = torch.asinh(sc * torch.linalg.vector_norm(x[..., 1:], dim=-1, keepdim=True))
     rmax = (max_radius(u.dtype) - r_x.detach()).clamp_min(0.0)
     over = n > rmax
-    scale = torch.where(over, rmax / torch.where(over, n, torch.ones_like(n)), 1.0)
-    nc = n * scale
-    y = torch.cosh(nc) * x + (scale * sinhc(nc)) * u
+    nc = torch.where(over, rmax, n)
+    step_in = sinhc(torch.where(over, torch.zeros_like(n), n)) * u
+    step_over = (torch.sinh(nc) / sc) * (uk / torch.where(over, nk, torch.ones_like(nk)))
+    y = torch.cosh(nc) * x + torch.where(over, step_over, step_in)
     return projx(y, c)
 
 
@@ -330,7 +371,7 @@ def logmap(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) -> torch.T
     :math:`\log_x y = \frac{D}{\sinh D}\big((y - x) - (\cosh D - 1)x\big)`,
     ``D = sqrt(c) d``, with ``y - x`` formed from coordinate differences (time
     difference re-derived from space) so that close pairs do not cancel. The
-    result is projected onto the tangent space at ``x``.
+    time component is re-derived from tangency, ``u0 = xs.us / x0``.
     """
     x, y = _up(x), _up(y)
     s = sinh_half_dist(x, y, c).unsqueeze(-1)
@@ -338,8 +379,14 @@ def logmap(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) -> torch.T
     z = 2.0 * s * s  # cosh(D) - 1
     xp = projx(x, c)
     delta = torch.cat([_time_diff(x, y, c), y[..., 1:] - x[..., 1:]], dim=-1)
-    u = (delta - z * xp) / sinhc(big_d)
-    return proju(xp, u, c)
+    # Divide before multiplying: z * xp overflows float32 for distances beyond ~40.
+    sh = sinhc(big_d)
+    u = delta / sh - (z / sh) * xp
+    # Tangency from the space part (the authoritative coordinates): u0 = xs.us / x0.
+    # proju's c<x, u>_L x is of size x0^3 |u| and overflows float32 past radius ~30.
+    us = u[..., 1:]
+    u0 = (xp[..., 1:] * us).sum(-1, keepdim=True) / xp[..., :1]
+    return torch.cat([u0, us], dim=-1)
 
 
 def transp(
@@ -351,6 +398,9 @@ def transp(
     with ``1 - c<x, y>_L = 2 + 2 s^2`` from :func:`sinh_half_dist` (never small).
     """
     x, y, v = _up(x), _up(y), _up(v)
+    # Time coordinates re-derived (the space part is authoritative): a float32 x0
+    # cast to float64 is off by eps x0, which the transport multiplies by x0 again.
+    x, y = projx(x, c), projx(y, c)
     cb = _as_batch(c, v)
     s = sinh_half_dist(x, y, c).unsqueeze(-1)
     den = 2.0 + 2.0 * s * s

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from ..numerics import artanhc, asinhc, ball_margin, compute_dtype
+from ..numerics import artanhc, asinhc, ball_margin, compute_dtype, pow2_scale
 
 __all__ = [
     "alpha",
@@ -106,12 +106,16 @@ def mobius_add(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) -> tor
     r"""Möbius addition
     :math:`\frac{(1 + 2c\langle x,y\rangle + c|y|^2)x + (1 - c|x|^2)y}
     {1 + 2c\langle x,y\rangle + c^2|x|^2|y|^2}`."""
+    # 1 + 2c<x,y> + c|y|^2 = c|x+y|^2 + alpha_x and
+    # 1 + 2c<x,y> + c^2|x|^2|y|^2 = c|x+y|^2 + alpha_x alpha_y: sums of non-negative
+    # terms. The expanded forms cancel to nothing when x + y is small near the
+    # boundary (the denominator is then ~alpha^2, below eps at radius ~18 in float64).
     cb = _as_batch(c, x)
-    xy = _dot(x, y)
-    x2 = _dot(x, x)
-    y2 = _dot(y, y)
-    num = (1 + 2 * cb * xy + cb * y2) * x + alpha(x, c) * y
-    den = 1 + 2 * cb * xy + cb * cb * x2 * y2
+    s = x + y
+    cs2 = cb * _dot(s, s)
+    ax, ay = alpha(x, c), alpha(y, c)
+    num = (cs2 + ax) * x + ax * y
+    den = cs2 + ax * ay
     return num / den.clamp_min(torch.finfo(x.dtype).tiny)
 
 
@@ -206,8 +210,25 @@ def expmap0(u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     r"""Exponential map at the origin :math:`\tanh(\sqrt c|u|)\frac{u}{\sqrt c |u|}`, projected."""
     u = _up(u)
     sc = _as_batch(c, u).sqrt()
-    n = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
-    return projx(u * _tanhc(sc * n), c)
+    return projx(_tanh_step(u, sc, 2.0), c)  # lambda at the origin is 2
+
+
+def _tanh_step(u: torch.Tensor, sc: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """``(lam / 2) tanhc(h) u`` with ``h = sqrt(c) (lam / 2) |u|``, same shape as ``u``.
+
+    The point at hyperbolic distance ``lam |u|`` from the origin along ``u``
+    (``tanh(h) u / (sqrt(c)|u|)``). The norm goes through
+    an exact power-of-two rescaling, so a finite ``u`` of norm 1e20 (whose ``|u|^2``
+    overflows float32) gives the point at the boundary margin, not the origin.
+    """
+    k = pow2_scale(u)
+    uk = u * k
+    nk = torch.linalg.vector_norm(uk, dim=-1, keepdim=True)
+    h = sc * (lam / 2.0) * nk / k
+    big = h > 1.0
+    near = (lam / 2.0) * _tanhc(torch.where(big, torch.ones_like(h), h)) * u
+    far = (torch.tanh(h) / sc) * (uk / torch.where(big, nk, torch.ones_like(nk)))
+    return torch.where(big, far, near)
 
 
 def logmap0(y: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
@@ -227,12 +248,15 @@ def logmap0(y: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
 def expmap(x: torch.Tensor, u: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     r"""Exponential map :math:`x \oplus \tanh(\sqrt c\lambda_x|u|/2)\frac{u}{\sqrt c|u|}`."""
     x, u = _up(x), _up(u)
-    sc = _as_batch(c, u).sqrt()
-    lam = lambda_x(x, c)
-    n = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
-    h = sc * lam * n / 2.0
-    second = u * (lam / 2.0) * _tanhc(h)
-    return projx(mobius_add(x, second, c), c)
+    # float32 runs in float64: a long step's second point is tanh(h) from the
+    # boundary, which rounds to the boundary in float32 (a radial map from radius
+    # 10 through the origin returned the origin). The result is rounded once.
+    out = x.dtype
+    x64, u64 = x.double(), u.double()
+    sc = _as_batch(c, u64).sqrt()
+    lam = lambda_x(x64, c)
+    second = _tanh_step(u64, sc, lam)
+    return projx(projx(mobius_add(x64, second, c), c).to(out), c)
 
 
 def logmap(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
@@ -262,8 +286,9 @@ def gyration(
     ``A = -c^2 <u,w>|v|^2 + c <v,w> + 2 c^2 <u,v><v,w>``,
     ``B = -c^2 <v,w>|u|^2 - c <u,w>``, ``D = 1 + 2c<u,v> + c^2 |u|^2 |v|^2``.
     """
-    # Evaluated in float64: for u = y, v = -x with x close to y near the boundary,
-    # D = 1 - 2c<x,y> + c^2|x|^2|y|^2 ~ (1 - c|x|^2)^2 cancels to 0 in float32.
+    # Evaluated in float64, D as c|u+v|^2 + alpha_u alpha_v (no cancellation). For
+    # u = y, v = -x close together near the boundary A and B still cancel: transp
+    # uses its own rearrangement.
     out_dtype = torch.promote_types(torch.promote_types(u.dtype, v.dtype), w.dtype)
     u, v, w = u.double(), v.double(), w.double()
     cb = _as_batch(c, w)
@@ -271,7 +296,8 @@ def gyration(
     u2, v2 = _dot(u, u), _dot(v, v)
     a = -cb * cb * uw * v2 + cb * vw + 2 * cb * cb * uv * vw
     b = -cb * cb * vw * u2 - cb * uw
-    d = 1 + 2 * cb * uv + cb * cb * u2 * v2
+    s = u + v
+    d = cb * _dot(s, s) + alpha(u, c) * alpha(v, c)
     out = w + 2 * (a * u + b * v) / d.clamp_min(torch.finfo(w.dtype).tiny)
     return out.to(out_dtype)
 
@@ -279,9 +305,31 @@ def gyration(
 def transp(
     x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, c: float | torch.Tensor
 ) -> torch.Tensor:
-    r"""Parallel transport :math:`\frac{\lambda_x}{\lambda_y}\mathrm{gyr}[y, -x]v`."""
+    r"""Parallel transport :math:`\frac{\lambda_x}{\lambda_y}\mathrm{gyr}[y, -x]v`.
+
+    The gyration is rewritten in ``delta = y - x`` and ``alpha = 1 - c|.|^2`` so
+    that no term cancels: with ``D = c|delta|^2 + alpha_x alpha_y``,
+    ``A = -c (1 - alpha_x)<delta, v> - c<x, v>(alpha_y + c|delta|^2)``,
+
+    ``gyr[y, -x]v = v + 2 ((c alpha_x <delta, v> - c^2 |delta|^2 <x, v>) x + A delta) / D``.
+
+    The expanded Ungar form divides terms of size ``|v|`` that cancel to
+    ``alpha^2 |v|`` by ``D ~ alpha^2``: in float64 it returned inf for close points
+    at radius 22. Evaluated in float64, rounded once to the input dtype.
+    """
     x, y, v = _up(x), _up(y), _up(v)
-    return gyration(y, -x, v, c) * (alpha(y, c) / alpha(x, c))
+    out_dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), v.dtype)
+    x, y, v = x.double(), y.double(), v.double()
+    cb = _as_batch(c, v)
+    ax, ay = alpha(x, c), alpha(y, c)
+    delta = y - x
+    d2 = _dot(delta, delta)
+    dv, xv = _dot(delta, v), _dot(x, v)
+    a = -cb * (1.0 - ax) * dv - cb * xv * (ay + cb * d2)
+    a_minus_b = cb * ax * dv - cb * cb * d2 * xv
+    den = (cb * d2 + ax * ay).clamp_min(torch.finfo(torch.float64).tiny)
+    gyr = v + 2.0 * (a_minus_b * x + a * delta) / den
+    return (gyr * (ay / ax)).to(out_dtype)
 
 
 def transp0(y: torch.Tensor, v: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,9 @@ import torch
 
 from .._checks import validation
 from ..manifolds import Euclidean, Lorentz, PoincareBall
+from ..manifolds import lorentz_math as _lm
 from ..manifolds.base import Manifold as _OurManifold
+from ..numerics import max_radius
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -34,6 +36,7 @@ __all__ = [
     "transport",
     "retr_transp",
     "retr",
+    "to_param_dtype",
 ]
 
 
@@ -148,20 +151,47 @@ def transport(
 
 
 def retr_transp(
-    m: geoopt.Manifold, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+    m: geoopt.Manifold,
+    x: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Retract ``x`` along ``u`` and transport ``v`` to the new point (see :func:`transport`)."""
+    """Retract ``x`` along ``u`` and transport ``v`` to the new point (see :func:`transport`).
+
+    ``dtype``: the parameter's dtype when the update runs in a wider one; on the
+    Lorentz model the new point is then kept within that dtype's radius cap
+    (:func:`_capped_retr`) and ``v`` is transported to the capped point.
+    """
     if isinstance(m, PoincareBall):
         y = m.retr(x, u)
         y, v2 = y, transport(m, x, y, v)
+    elif _needs_cap(m, x, dtype):
+        y = _capped_retr(m, x, u, dtype)
+        v2 = m.transp(x, y, v)
     else:
         y, v2 = m.retr_transp(x, u, v)
     return _keep_still(x, u, v, y, v2)
 
 
-def retr(m: geoopt.Manifold, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+def retr(
+    m: geoopt.Manifold, x: torch.Tensor, u: torch.Tensor, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Retract ``x`` along ``u``; points with a zero step stay exactly where they are."""
-    return _keep_still(x, u, None, m.retr(x, u), None)[0]
+    y = _capped_retr(m, x, u, dtype) if _needs_cap(m, x, dtype) else m.retr(x, u)
+    return _keep_still(x, u, None, y, None)[0]
+
+
+def _needs_cap(m: geoopt.Manifold, x: torch.Tensor, dtype: torch.dtype | None) -> bool:
+    return isinstance(m, Lorentz) and dtype is not None and dtype != x.dtype
+
+
+def _capped_retr(
+    m: geoopt.Manifold, x: torch.Tensor, u: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    # expmap caps at the radius of the work dtype (319 in float64); a float32
+    # parameter can hold only 39.9, and a point past it becomes inf when cast.
+    return _lm.clip_radius(m.retr(x, u), m._c(x), max_radius(dtype))
 
 
 def _keep_still(
@@ -234,6 +264,25 @@ def authoritative_tangent(m: geoopt.Manifold, x: torch.Tensor, u: torch.Tensor) 
         u0 = (xs * us).sum(-1, keepdim=True) / x[..., :1]
         return torch.cat([u0, us], dim=-1)
     return u
+
+
+def to_param_dtype(m: geoopt.Manifold, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The updated point ``x`` (work dtype) as a valid point of the parameter's ``dtype``.
+
+    The update runs in float64 (:func:`work_dtype`); rounding its result is not
+    enough. A float64 point inside the ball can round onto the float32 boundary
+    ``c|x|^2 = 1`` (where ``dist`` raises), so Poincaré points are projected after
+    the cast. A Lorentz point may lie up to the float64 radius cap (319), far past
+    float32's (39.9, whose coordinates already reach 1e17), so it is clipped to the
+    parameter dtype's cap first and its time coordinate re-derived after the cast.
+    """
+    if isinstance(m, Lorentz):
+        c = m._c(x)
+        x = _lm.clip_radius(x, c, max_radius(dtype)).to(dtype)
+        return m.projx(x)
+    if isinstance(m, PoincareBall):
+        return m.projx(x.to(dtype))
+    return x.to(dtype)
 
 
 def rows(t: torch.Tensor) -> torch.Tensor:

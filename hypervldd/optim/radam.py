@@ -22,6 +22,7 @@ from ._common import (
     shrink_to_origin,
     split_params,
     sq_norm,
+    to_param_dtype,
     work_dtype,
 )
 
@@ -225,7 +226,7 @@ class RiemannianAdam(torch.optim.Optimizer):
             max_sq = None
             denom = (exp_avg_sq / bias2).sqrt() + eps
         direction = exp_avg / denom
-        new_x, exp_avg = retr_transp(m, x, -(lr / bias1) * direction, exp_avg)
+        new_x, exp_avg = retr_transp(m, x, -(lr / bias1) * direction, exp_avg, params[0].dtype)
         if wd != 0 and group["decoupled"]:
             new_x, carry = shrink_to_origin(m, new_x, lr * wd)
             exp_avg = carry(exp_avg)
@@ -242,7 +243,7 @@ class RiemannianAdam(torch.optim.Optimizer):
                 dst = get(p, s)
                 dst.copy_(piece.reshape(dst.shape))
 
-        scatter(new_x, lambda p, s: p)
+        scatter(to_param_dtype(m, new_x, params[0].dtype), lambda p, s: p)
         scatter(exp_avg, lambda p, s: s["exp_avg"])
         scatter(exp_avg_sq, lambda p, s: s["exp_avg_sq"])
         if max_sq is not None:

@@ -21,6 +21,7 @@ from ._common import (
     riemannian_grad,
     rows,
     split_params,
+    to_param_dtype,
     work_dtype,
 )
 
@@ -181,16 +182,16 @@ class RiemannianSGD(torch.optim.Optimizer):
                 buf = authoritative_tangent(m, x, buf.to(wd_t))
                 buf = momentum * buf + (1.0 - dampening) * r
             d = r + momentum * buf if group["nesterov"] else buf
-            new_x, buf = retr_transp(m, x, -lr * d, buf)
+            new_x, buf = retr_transp(m, x, -lr * d, buf, params[0].dtype)
         else:
-            new_x, buf = retr(m, x, -lr * r), None
+            new_x, buf = retr(m, x, -lr * r, params[0].dtype), None
         step = int(self.state[params[0]]["step"])
         every = group["stabilize"]
         if every is not None and step % every == 0:
             new_x = m.projx(new_x)
             if buf is not None:
                 buf = m.proju(new_x, buf)
-        _write_back(params, new_x)
+        _write_back(params, to_param_dtype(m, new_x, params[0].dtype))
         if buf is not None:
             pieces = [buf] if single else buf.split([p.numel() // p.shape[-1] for p in params])
             for p, piece in zip(params, pieces, strict=True):

@@ -93,3 +93,39 @@ def test_validation_can_be_switched_off_for_hot_paths() -> None:
     assert hypervldd.validation_enabled()
     with pytest.raises(ValueError):
         m.dist(x, y)
+
+
+def test_conversions_validate_like_the_manifolds() -> None:
+    from hypervldd.manifolds import conversions as cv
+
+    boundary = torch.tensor([[1.0, 0.0]])
+    inside = torch.tensor([[0.1, 0.2]])
+    for fn, name in (
+        (cv.poincare_to_lorentz, "p"),
+        (cv.poincare_to_klein, "p"),
+        (cv.klein_to_lorentz, "k"),
+        (cv.klein_to_poincare, "k"),
+    ):
+        with pytest.raises(ValueError, match=f"{name} must lie strictly inside the ball"):
+            fn(boundary, 1.0)
+        with pytest.raises(ValueError, match=f"{name} must be finite"):
+            fn(torch.tensor([[float("nan"), 0.0]]), 1.0)
+        for bad_c in (0.0, -1.0, float("inf")):
+            with pytest.raises(ValueError, match="c must be a finite positive"):
+                fn(inside, bad_c)
+        with pytest.raises(ValueError, match="c must be a finite positive"):
+            fn(inside, torch.tensor(0.0))
+        # a valid input still converts to finite coordinates
+        assert torch.isfinite(fn(inside, 1.0)).all()
+    x = Lorentz(1.0).random(3, 4)
+    for fn in (cv.lorentz_to_poincare, cv.lorentz_to_klein):
+        with pytest.raises(ValueError, match="x must be finite"):
+            fn(torch.full((1, 3), float("inf")), 1.0)
+        with pytest.raises(ValueError, match="at least 2 coordinates"):
+            fn(torch.ones(2, 1), 1.0)
+        with pytest.raises(ValueError, match="c must be a finite positive"):
+            fn(x, 0.0)
+        assert torch.isfinite(fn(x, 1.0)).all()
+    # switched off for hot paths, like the manifolds' own checks
+    with hypervldd.validation(False):
+        assert torch.isinf(cv.poincare_to_lorentz(boundary, 1.0)).any()
