@@ -1,4 +1,4 @@
-"""float32 precision of distance formulas on the accuracy grid of DESIGN.md.
+"""float32 precision of distance formulas on the accuracy grid of docs/geometry.md.
 
 For each (radius, distance), the worst relative error over the four directions
 (radial out, radial in, tangential, random) of a float32 evaluation against a

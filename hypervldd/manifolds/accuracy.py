@@ -1,6 +1,6 @@
 """The accuracy envelope: point pairs at a prescribed radius, distance and direction.
 
-DESIGN's precision contract is stated on the grid radius {0.1, 1, 3, 5, 8, 10}
+The accuracy envelope (docs/architecture.md) is stated on the grid radius {0.1, 1, 3, 5, 8, 10}
 x distance {1e-3, 1e-2, 0.1, 1, 10} x direction {radial out, radial in,
 tangential, random}: a float32 distance must be within 1e-3 relative of a
 float64 evaluation of the same (float32-rounded) inputs. This module builds

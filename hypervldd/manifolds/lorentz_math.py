@@ -36,7 +36,7 @@ is far apart (the cancellation is small against ``d``). The distance is
 
 The GEMM form ``acosh(-c <x, y>_L)`` loses everything for close pairs far out
 (relative error 1.0 at radius 5, distance 0.01, float32). This form, in plain
-float32, stays within 2e-5 relative on the whole accuracy grid of DESIGN.md
+float32, stays within 2e-5 relative on the whole accuracy grid of docs/geometry.md
 (radius up to 10, all directions; table in ``docs/geometry.md``); its worst
 case, a displacement at angle ``~1/cosh(r)`` from radial, is about
 ``eps cosh(r)``.

@@ -1,4 +1,4 @@
-"""The accuracy envelope of DESIGN.md as a test.
+"""The accuracy envelope of docs/geometry.md as a test.
 
 float32 distances against a float64 evaluation of the same (float32-rounded)
 inputs, on the grid radius x distance x direction: relative error <= 1e-3 for
