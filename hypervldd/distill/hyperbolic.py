@@ -103,7 +103,9 @@ class RAHADistiller(OnlineStudentDistiller):
         gen: torch.Generator,
     ) -> torch.Tensor:
         st, hv_t, hl_t = self._real_tangents(step, data, gen)
-        return self._loss_fn(hv_t, hl_t, st.image_tangent(image), st.text_tangent(text))
+        return self._loss_fn(
+            st.image_tangent(image), st.text_tangent(text), real_image=hv_t, real_text=hl_t
+        )
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class RankAlignDistiller(GradientDistiller):
             tau=cfg.tau,
             variant=cfg.variant,
             rank_weight=cfg.rank_weight,
+            lift=False,
             process_group=self._group,
         )
         # inputs are already points on the manifold (the experts lift them)
@@ -211,7 +214,7 @@ class RankAlignDistiller(GradientDistiller):
                         "anchor_image": st.encode_image(data.pair_image[idx]),
                         "anchor_text": st.encode_text(data.pair_text[idx]),
                     }
-        loss = self._align(si, stx, real_img, real_txt, **anchors)
+        loss = self._align(si, stx, real_image=real_img, real_text=real_txt, **anchors)
         if self.config.contrastive_weight > 0:
             loss = loss + self.config.contrastive_weight * self._hitc(si, stx)
         return loss
