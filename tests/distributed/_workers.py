@@ -261,6 +261,10 @@ def engine_worker(rank: int, world: int, port: int, tmp: str, cfg: dict) -> None
     # keep_best: rank 0 alone validates; every rank keeps the same set
     best = _keep_best(cm_cfg)
     best.save(tmpdir / f"covmatch_best_rank{rank}.safetensors")
+    # rank alignment in the online student's moving embedding: sharded full passes
+    online = _distil(cfg.pop("_online"), None, False)
+    if rank == 0:
+        online.save(tmpdir / "rank_align_online.safetensors")
     _loss_checks(rank, world, str(tmpdir / "report.json"))
     ck = tmpdir / "ck"
     syn = _distil(cfg, str(ck), False, out=str(tmpdir / f"dist_rank{rank}.safetensors"))
