@@ -233,12 +233,13 @@ class RankAlignDistiller(GradientDistiller):
         self._online.step(step, data, gen, self.engine.real_batch_size, self._group)
         st = self._online.student
         lo, hi = self._shard(data.num_pairs)
-        # The full pass in the moving embedding: linear heads on cached features, so it
-        # costs about N forward rows per step (measured in docs/results.md).
+        # The full pass in the moving embedding: heads on cached features. Each image is
+        # encoded once, not once per caption (emoji: 2975 images for 14875 pairs).
+        images, inverse = torch.unique(data.pair_group[lo:hi], return_inverse=True)
         with torch.no_grad():
             return (
                 st,
-                st.encode_image(data.pair_image[lo:hi]),
+                st.encode_image(data.features.image[images].float())[inverse],
                 st.encode_text(data.pair_text[lo:hi]),
             )
 
