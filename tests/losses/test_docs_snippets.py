@@ -8,14 +8,20 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parents[2] / "docs" / "losses.md"
 
 
-def _python_blocks(text: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+HEADING = "### Calling convention and a training loop of your own"
+
+
+def _first_block_after(text: str, heading: str) -> str:
+    """The first fenced ``python`` block after ``heading``."""
+    assert heading in text, f"docs/losses.md lost its section {heading!r}"
+    found = re.search(r"```python\n(.*?)```", text[text.index(heading) :], flags=re.S)
+    assert found, f"no python block after {heading!r}"
+    return found.group(1)
 
 
 def test_rank_alignment_loop_runs_and_lowers_the_loss() -> None:
-    blocks = [b for b in _python_blocks(DOC.read_text()) if "FullDatasetRankAlignment(" in b]
-    assert len(blocks) == 1, "docs/losses.md must hold exactly one rank-alignment loop"
-    code = blocks[0]
+    code = _first_block_after(DOC.read_text(), HEADING)
+    assert "FullDatasetRankAlignment(" in code
     assert len(code.splitlines()) <= 40
     ns: dict = {"__name__": "__docs__"}
     exec(compile(code, str(DOC), "exec"), ns)
