@@ -185,17 +185,17 @@ class RankAlignDistiller(GradientDistiller):
         # inputs are already points on the manifold (the experts lift them)
         self._hitc = HyperbolicContrastiveLoss(geo, cfg.student.curvature, tau=cfg.tau, lift=False)
         self._online: OnlineStudent | None = None
-        self._experts: list[Student] = []
-        self._real_points: list[tuple[torch.Tensor, torch.Tensor]] = []
-        if cfg.embedding == "online":
-            self._online = OnlineStudent(data, cfg, gen)
-            return
         protocol = EvalProtocol(
             student=cfg.student,
             epochs=cfg.expert_epochs,
             lr_decay_epochs=(max(1, cfg.expert_epochs // 2),),
             seeds=(0,),
         )
+        self._experts: list[Student] = []
+        self._real_points: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if cfg.embedding == "online":
+            self._online = OnlineStudent(data, cfg, gen)
+            return
         for _ in range(int(cfg.experts)):
             st = Student(data.pair_image.shape[1], data.pair_text.shape[1], cfg.student, gen)
             train_student(st, data.pair_image, data.pair_text, protocol, gen, group=data.pair_group)
@@ -235,11 +235,15 @@ class RankAlignDistiller(GradientDistiller):
         lo, hi = self._shard(data.num_pairs)
         # The full pass in the moving embedding: heads on cached features. Each image is
         # encoded once, not once per caption (emoji: 2975 images for 14875 pairs).
-        images, inverse = torch.unique(data.pair_group[lo:hi], return_inverse=True)
+        pair_image = data.pair_image[lo:hi]
+        _, inverse = torch.unique(data.pair_group[lo:hi], return_inverse=True)
+        rows = torch.arange(hi - lo, device=inverse.device)
+        first = torch.full_like(inverse[: int(inverse.max()) + 1], hi - lo)
+        first = first.scatter_reduce(0, inverse, rows, reduce="amin")  # a row of each image
         with torch.no_grad():
             return (
                 st,
-                st.encode_image(data.features.image[images].float())[inverse],
+                st.encode_image(pair_image[first])[inverse],
                 st.encode_text(data.pair_text[lo:hi]),
             )
 
