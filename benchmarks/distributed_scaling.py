@@ -76,11 +76,18 @@ def _worker(rank: int, world: int, port: int, args: dict, out: str) -> None:
     syn_i = (0.5 * torch.randn(m, d, generator=g)).requires_grad_(True)
     syn_t = (0.5 * torch.randn(m, d, generator=g)).requires_grad_(True)
     anc = (lift(0.5 * torch.randn(a, d, generator=g)), lift(0.5 * torch.randn(a, d, generator=g)))
-    loss_fn = FullDatasetRankAlignment("lorentz", process_group=group)
+    loss_fn = FullDatasetRankAlignment("lorentz", lift=False, process_group=group)
 
     def step() -> None:
         syn_i.grad = syn_t.grad = None
-        loss = loss_fn(lift(syn_i), lift(syn_t), real_i, real_t, anc[0], anc[1])
+        loss = loss_fn(
+            lift(syn_i),
+            lift(syn_t),
+            real_image=real_i,
+            real_text=real_t,
+            anchor_image=anc[0],
+            anchor_text=anc[1],
+        )
         loss.backward()
         if group is not None:
             hd.all_reduce_mean_([syn_i.grad, syn_t.grad], group)

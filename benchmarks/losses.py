@@ -104,10 +104,10 @@ def case_raha(variant: str, reps: int) -> dict:
             "faithful-svd": RAHALoss(faithful=True),
             "faithful-qr": RAHALoss(faithful=True, solver="qr"),
         }[variant]
-        loss_fn(ri[:8, :16], rt[:8, :16], si[:8, :16], st[:8, :16]).backward()  # warm-up
+        loss_fn(si[:8, :16], st[:8, :16], real_image=ri[:8, :16], real_text=rt[:8, :16]).backward()
 
         def step() -> None:
-            loss_fn(ri, rt, si, st).backward()
+            loss_fn(si, st, real_image=ri, real_text=rt).backward()
 
     mem, t = _time(step, reps)
     return {"size": f"b={b},d={d}", "time_s": t, "peak_mem_mb": mem}
@@ -121,11 +121,11 @@ def case_align(variant: str, n: int, reps: int) -> dict:
     real_y = _lorentz_points(n, d, 0.1, seed=2)
     syn_x = _lorentz_points(m, d, 0.1, seed=3).requires_grad_()
     syn_y = _lorentz_points(m, d, 0.1, seed=4).requires_grad_()
-    loss_fn = FullDatasetRankAlignment(variant=variant, chunk_size=8192)
-    loss_fn(syn_x[:8], syn_y[:8], real_x[:64], real_y[:64]).backward()  # warm-up
+    loss_fn = FullDatasetRankAlignment(variant=variant, chunk_size=8192, lift=False)
+    loss_fn(syn_x[:8], syn_y[:8], real_image=real_x[:64], real_text=real_y[:64]).backward()
 
     def step() -> None:
-        loss_fn(syn_x, syn_y, real_x, real_y).backward()
+        loss_fn(syn_x, syn_y, real_image=real_x, real_text=real_y).backward()
 
     mem, t = _time(step, reps)
     return {"size": f"N={n},M={m},D={d}", "time_s": t, "peak_mem_mb": mem}

@@ -20,8 +20,13 @@ initialisation, checkpointing, resume and NaN handling
     from ``experts`` students trained briefly on the real pairs and then frozen:
     their images of the full real set are computed once and cached, and each
     iteration uses one expert (cycled), so that the target is the full data's
-    ordering rather than a 64-pair batch's. An hITC term on the synthetic pairs
-    keeps each pair's own image and text together. Under ``torch.distributed`` each
+    ordering rather than a 64-pair batch's. With ``embedding="online"`` the
+    geometry moves instead: CovMatch's online student (one SGD step per iteration
+    on a real batch, re-initialised every ``reset_every`` steps) and the targets
+    streamed over the whole real set re-encoded by the current student at every
+    iteration, so the set is fitted to the embeddings of students along training
+    from scratch rather than to one frozen expert. An hITC term on the synthetic
+    pairs keeps each pair's own image and text together. Under ``torch.distributed`` each
     rank caches the expert points of its shard of the real set only, and the
     streamed statistics of the shards are combined by all-reduce.
 """
@@ -32,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from .._checks import check_points
 from ..distributed import broadcast_module_
@@ -39,7 +45,7 @@ from ..eval.protocol import EvalProtocol, StudentConfig
 from ..eval.student import Student, train_student
 from ..losses import FullDatasetRankAlignment, HyperbolicContrastiveLoss, RAHALoss
 from .base import RealData, register
-from .covmatch import OnlineStudentDistiller
+from .covmatch import OnlineStudent, OnlineStudentDistiller
 from .engine import EngineConfig, GradientDistiller
 
 __all__ = ["RAHAConfig", "RAHADistiller", "RankAlignConfig", "RankAlignDistiller"]
@@ -104,7 +110,9 @@ class RAHADistiller(OnlineStudentDistiller):
         gen: torch.Generator,
     ) -> torch.Tensor:
         st, hv_t, hl_t = self._real_tangents(step, data, gen)
-        return self._loss_fn(hv_t, hl_t, st.image_tangent(image), st.text_tangent(text))
+        return self._loss_fn(
+            st.image_tangent(image), st.text_tangent(text), real_image=hv_t, real_text=hl_t
+        )
 
 
 @dataclass(frozen=True)
@@ -116,19 +124,36 @@ class RankAlignConfig:
     experts x epochs (``docs/results.md``): experts trained much longer make worse
     targets for students that train from scratch on the synthetic set. One 1-epoch
     expert tied on validation but fails on small data (20 expert steps on the demo slice).
+
+    ``embedding``: ``"expert"`` (frozen experts, ``experts`` x ``expert_epochs``) or
+    ``"online"`` (an online student as CovMatch's, with ``reset_every``, ``student_lr``,
+    ``student_momentum``; the experts keys are then unused).
     """
 
     variant: str = "listwise"
     tau: float = 0.07
     rank_weight: float = 0.1
     contrastive_weight: float = 1.0
+    embedding: str = "expert"
     experts: int = 1
     expert_epochs: int = 5
+    reset_every: int = 50
+    student_lr: float = 0.1
+    student_momentum: float = 0.9
     anchors: int = 256
     student: StudentConfig = field(default_factory=StudentConfig)
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(iterations=500))
 
     def __post_init__(self) -> None:
+        if self.embedding not in ("expert", "online"):
+            raise ValueError(f"embedding must be 'expert' or 'online', got {self.embedding!r}")
+        if int(self.reset_every) < 1:
+            raise ValueError(f"reset_every must be >= 1, got {self.reset_every}")
+        if not (self.student_lr > 0) or not (0 <= self.student_momentum < 1):
+            raise ValueError(
+                "student_lr must be > 0 and student_momentum in [0, 1), got"
+                f" {self.student_lr} and {self.student_momentum}"
+            )
         if self.variant not in ("listwise", "pairwise"):
             raise ValueError(f"variant must be 'listwise' or 'pairwise', got {self.variant!r}")
         for name in ("experts", "expert_epochs"):
@@ -155,10 +180,12 @@ class RankAlignDistiller(GradientDistiller):
             tau=cfg.tau,
             variant=cfg.variant,
             rank_weight=cfg.rank_weight,
+            lift=False,
             process_group=self._group,
         )
         # inputs are already points on the manifold (the experts lift them)
         self._hitc = HyperbolicContrastiveLoss(geo, cfg.student.curvature, tau=cfg.tau, lift=False)
+        self._online: OnlineStudent | None = None
         protocol = EvalProtocol(
             student=cfg.student,
             epochs=cfg.expert_epochs,
@@ -167,6 +194,9 @@ class RankAlignDistiller(GradientDistiller):
         )
         self._experts: list[Student] = []
         self._real_points: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if cfg.embedding == "online":
+            self._online = OnlineStudent(data, cfg, gen)
+            return
         for _ in range(int(cfg.experts)):
             st = Student(
                 data.pair_image.shape[1],
@@ -199,6 +229,36 @@ class RankAlignDistiller(GradientDistiller):
             self._experts.append(st)
             self._real_points.append(pts)
 
+    def _aux_modules(self) -> dict[str, nn.Module]:
+        return {} if self._online is None else {"student": self._online.student}
+
+    def _aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {} if self._online is None else {"student": self._online.optimizer}
+
+    def _current_embedding(
+        self, step: int, data: RealData, gen: torch.Generator
+    ) -> tuple[Student, torch.Tensor, torch.Tensor]:
+        """The student of this step and its points of (this rank's shard of) the real set."""
+        if self._online is None:
+            k = step % len(self._experts)
+            return self._experts[k], *self._real_points[k]
+        self._online.step(step, data, gen, self.engine.real_batch_size, self._group)
+        st = self._online.student
+        lo, hi = self._shard(data.num_pairs)
+        # The full pass in the moving embedding: heads on cached features. Each image is
+        # encoded once, not once per caption (emoji: 2975 images for 14875 pairs).
+        pair_image = data.pair_image[lo:hi]
+        _, inverse = torch.unique(data.pair_group[lo:hi], return_inverse=True)
+        rows = torch.arange(hi - lo, device=inverse.device)
+        first = torch.full_like(inverse[: int(inverse.max()) + 1], hi - lo)
+        first = first.scatter_reduce(0, inverse, rows, reduce="amin")  # a row of each image
+        with torch.no_grad():
+            return (
+                st,
+                st.encode_image(pair_image[first])[inverse],
+                st.encode_text(data.pair_text[lo:hi]),
+            )
+
     def _loss(
         self,
         step: int,
@@ -207,9 +267,7 @@ class RankAlignDistiller(GradientDistiller):
         data: RealData,
         gen: torch.Generator,
     ) -> torch.Tensor:
-        k = step % len(self._experts)
-        st = self._experts[k]
-        real_img, real_txt = self._real_points[k]
+        st, real_img, real_txt = self._current_embedding(step, data, gen)
         si, stx = st.encode_image(image), st.encode_text(text)
         n_anchor = min(int(self.config.anchors), data.num_pairs)
         anchors: dict[str, Any] = {}
@@ -223,7 +281,9 @@ class RankAlignDistiller(GradientDistiller):
                         "anchor_image": st.encode_image(data.pair_image[idx]),
                         "anchor_text": st.encode_text(data.pair_text[idx]),
                     }
-        loss = self._align(si, stx, real_img, real_txt, **anchors, real_checked=True)
+        loss = self._align(
+            si, stx, real_image=real_img, real_text=real_txt, **anchors, real_checked=True
+        )
         if self.config.contrastive_weight > 0:
             loss = loss + self.config.contrastive_weight * self._hitc(si, stx)
         return loss

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-from .. import kernels
-from .._checks import check_finite, check_tensor
+from .. import _checks, kernels
+from .._checks import check_finite, check_tensor, validation_enabled
 from ..manifolds import flat_math, lorentz_math, poincare_math
 from ..numerics import compute_dtype
 
@@ -24,6 +25,9 @@ __all__ = [
     "check_geometry",
     "check_features",
     "check_pair",
+    "check_points",
+    "reject_lorentz_points",
+    "split_legacy_real",
     "full_precision",
     "lift",
     "pairwise_distance",
@@ -67,6 +71,123 @@ def check_pair(a: torch.Tensor, a_name: str, b: torch.Tensor, b_name: str) -> No
         )
     if a.device != b.device:
         raise ValueError(f"{a_name} is on {a.device} but {b_name} is on {b.device}")
+
+
+def _point_tolerance(x: torch.Tensor) -> float:
+    # Points made in float32 and cast up keep their float32 rounding: the tolerance never
+    # drops below float32's; Euclidean features miss the constraint by O(1), not by this.
+    eps = max(torch.finfo(x.dtype).eps, torch.finfo(torch.float32).eps)
+    return 4.0 * math.sqrt(eps)
+
+
+def _lorentz_gap(x: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
+    """``|x_0 - sqrt(1/c + |x_s|^2)| / sqrt(1/c + |x_s|^2)`` per row ``(N,)`` (no grad)."""
+    with torch.no_grad():
+        t = lorentz_math.time_from_space(x[:, 1:], c).squeeze(-1)
+        return (x[:, 0] - t).abs() / t
+
+
+def check_points(
+    x: torch.Tensor, name: str, geometry: str, c: float | torch.Tensor, *, hint: str = ""
+) -> None:
+    """Require points of ``geometry`` (not Euclidean features), else a ``ValueError``.
+
+    Lorentz ``(N, D+1)``: the time coordinate equals ``sqrt(1/c + |x_s|^2)`` (relative
+    tolerance ``4 sqrt(eps)``, float32's at least); Poincaré: ``c |x|^2 < 1`` (up to
+    rounding). Flat points are any features: nothing to check. Skipped when validation is
+    off (``hypervldd.set_validation(False)``).
+    """
+    if not validation_enabled() or geometry not in ("lorentz", "poincare") or not len(x):
+        return
+    if geometry == "lorentz" and x.shape[1] < 2:
+        raise ValueError(
+            f"{name} must hold Lorentz points (time, space) with D+1 >= 2 columns, got"
+            f" shape {tuple(x.shape)}{hint}"
+        )
+    # Acceptance is the package's one point rule (every entry point agrees on which
+    # points are on the manifold); below, only the message of a rejection is built.
+    try:
+        _checks.check_points([(x, name)], geometry, c)
+        return
+    except ValueError as err:
+        shared = err
+    tol = _point_tolerance(x)
+    if geometry == "lorentz":
+        gap = _lorentz_gap(x, c)
+        bad = gap > tol  # NaN rows pass here: the finiteness checks name them
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"{name} must hold points on the Lorentz model (time = sqrt(1/c + |x_s|^2)),"
+                f" but row {i} has time {float(x[i, 0]):.6g} where its space part needs"
+                f" {float(lorentz_math.time_from_space(x[i, 1:], c)):.6g}: these look like"
+                f" Euclidean features{hint}"
+            )
+    else:
+        with torch.no_grad():
+            r2 = torch.as_tensor(c, dtype=x.dtype, device=x.device) * (x * x).sum(-1)
+        bad = r2 > 1.0 + tol
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"{name} must hold points of the Poincaré ball (c |x|^2 < 1), but row {i} has"
+                f" c |x|^2 = {float(r2[i]):.6g}: these look like Euclidean features{hint}"
+            )
+    raise ValueError(f"{shared}{hint}") from None
+
+
+def reject_lorentz_points(
+    u: torch.Tensor, name: str, c: float | torch.Tensor, *, hint: str = ""
+) -> None:
+    """``ValueError`` if Euclidean features ``u`` ``(N, D)`` are Lorentz points already.
+
+    Every row on the hyperboloid of curvature ``-c`` (to ``4 sqrt(eps)``) cannot happen by
+    chance for features; lifting such rows again would put them on a wrong, far-out point.
+    """
+    if not validation_enabled() or u.shape[1] < 2 or not len(u):
+        return
+    if bool((u[:, 0] > 0).all()) and bool((_lorentz_gap(u, c) <= _point_tolerance(u)).all()):
+        raise ValueError(
+            f"{name} must hold Euclidean features (D columns), but every row is a Lorentz"
+            f" point already (time = sqrt(1/c + |x_s|^2)){hint}"
+        )
+
+
+def split_legacy_real(
+    owner: str,
+    legacy: tuple[torch.Tensor, ...],
+    named: dict[str, torch.Tensor | None],
+    old_order: tuple[str, ...],
+) -> dict[str, torch.Tensor | None]:
+    """Map a deprecated all-positional call onto the keyword form, with a warning.
+
+    ``named`` holds the arguments as bound by the new signature (``syn_image``,
+    ``syn_text`` positional, the rest keyword-only); ``legacy`` the extra positionals of an
+    old call, whose full positional order was ``old_order``.
+    """
+    if not legacy:
+        return named
+    if len(legacy) > len(old_order) - 2 or any(
+        named.get(k) is not None
+        for k in old_order[: 2 + len(legacy)]
+        if k not in ("syn_image", "syn_text")
+    ):
+        raise TypeError(
+            f"{owner} takes (syn_image, syn_text, *, real_image, real_text, ...): pass the real"
+            f" set by keyword, got {2 + len(legacy)} positional arguments"
+        )
+    warnings.warn(
+        f"{owner} called with {', '.join(old_order[: 2 + len(legacy)])} positionally: the"
+        f" convention is now {owner}(syn_image, syn_text, *, real_image=..., real_text=...)"
+        " for every rank-aware loss; the positional form is removed in the next release",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    out = dict(named)
+    values = (named["syn_image"], named["syn_text"], *legacy)
+    for k, v in zip(old_order[: len(values)], values, strict=True):
+        out[k] = v
+    return out
 
 
 @contextlib.contextmanager

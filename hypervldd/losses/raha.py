@@ -29,7 +29,14 @@ from torch import nn
 from .. import kernels
 from ..distributed import all_gather_rows, check_group_arg, resolve_group
 from ..manifolds import lorentz_math
-from ._common import FeatureScale, check_features, check_pair, full_precision
+from ._common import (
+    FeatureScale,
+    check_features,
+    check_pair,
+    full_precision,
+    reject_lorentz_points,
+    split_legacy_real,
+)
 
 __all__ = [
     "RAHALoss",
@@ -270,20 +277,27 @@ class RAHALoss(nn.Module):
             all-gather) and every rank returns the loss of the global batches (gradients
             as under DDP, see ``docs/distributed.md``).
 
-    Shapes: ``real_image``, ``real_text`` ``(B, d)`` (no gradient is taken through them),
-    ``syn_image``, ``syn_text`` ``(B', d)`` Euclidean features. ``forward`` returns the total
-    (0-d); :meth:`terms` returns every term.
+    Call convention (shared with :class:`FullDatasetRankAlignment`):
+    ``loss(syn_image, syn_text, *, real_image, real_text)``: the synthetic pairs (with
+    gradient) first and positional, the real pairs by keyword. Shapes: ``syn_image``,
+    ``syn_text`` ``(B', d)``, ``real_image``, ``real_text`` ``(B, d)`` (no gradient is taken
+    through them), all **Euclidean features**: the loss lifts them itself (Lorentz points
+    are refused with an error). ``forward`` returns the total (0-d); :meth:`terms` returns
+    every term. The former order ``loss(real_image, real_text, syn_image, syn_text)``, all
+    positional, still works for one release with a ``DeprecationWarning``.
 
-    >>> import torch
-    >>> from hypervldd.losses import RAHALoss
-    >>> g = torch.Generator().manual_seed(0)
-    >>> real_image, real_text = torch.randn(32, 8, generator=g), torch.randn(32, 8, generator=g)
-    >>> syn_image = torch.randn(4, 8, generator=g, requires_grad=True)
-    >>> syn_text = torch.randn(4, 8, generator=g, requires_grad=True)
-    >>> loss = RAHALoss(c=1.0)(real_image, real_text, syn_image, syn_text)  # Euclidean features
-    >>> loss.backward()
-    >>> loss.dim(), tuple(syn_image.grad.shape)
-    (0, (4, 8))
+    Example:
+        >>> import torch
+        >>> from hypervldd.losses import RAHALoss
+        >>> g = torch.Generator().manual_seed(0)
+        >>> real_image = torch.randn(32, 16, generator=g)
+        >>> real_text = torch.randn(32, 16, generator=g)
+        >>> syn_image = torch.randn(8, 16, generator=g, requires_grad=True)
+        >>> syn_text = torch.randn(8, 16, generator=g, requires_grad=True)
+        >>> loss = RAHALoss()(syn_image, syn_text, real_image=real_image, real_text=real_text)
+        >>> loss.backward()
+        >>> bool(torch.isfinite(loss)), syn_image.grad.shape
+        (True, torch.Size([8, 16]))
     """
 
     def __init__(
@@ -399,14 +413,46 @@ class RAHALoss(nn.Module):
             t2i = self._match(s_r.T, s_s.T)
         return 0.5 * (i2t + t2i)
 
-    def terms(
+    def forward(
         self,
-        real_image: torch.Tensor,
-        real_text: torch.Tensor,
         syn_image: torch.Tensor,
         syn_text: torch.Tensor,
+        *legacy: torch.Tensor,
+        real_image: torch.Tensor | None = None,
+        real_text: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The total loss, a 0-d tensor (see :meth:`terms`)."""
+        return self.terms(
+            syn_image, syn_text, *legacy, real_image=real_image, real_text=real_text
+        ).total
+
+    def terms(
+        self,
+        syn_image: torch.Tensor,
+        syn_text: torch.Tensor,
+        *legacy: torch.Tensor,
+        real_image: torch.Tensor | None = None,
+        real_text: torch.Tensor | None = None,
     ) -> RAHATerms:
         """Every term of the objective; see the class docstring for shapes."""
+        a = split_legacy_real(
+            "RAHALoss",
+            legacy,
+            {
+                "syn_image": syn_image,
+                "syn_text": syn_text,
+                "real_image": real_image,
+                "real_text": real_text,
+            },
+            ("real_image", "real_text", "syn_image", "syn_text"),
+        )
+        syn_image, syn_text = a["syn_image"], a["syn_text"]
+        real_image, real_text = a["real_image"], a["real_text"]
+        if real_image is None or real_text is None:
+            raise TypeError(
+                "RAHALoss needs the real batch by keyword:"
+                " loss(syn_image, syn_text, real_image=..., real_text=...)"
+            )
         real_image = check_features(real_image, "real_image")
         real_text = check_features(real_text, "real_text")
         syn_image = check_features(syn_image, "syn_image")
@@ -414,6 +460,14 @@ class RAHALoss(nn.Module):
         check_pair(real_image, "real_image", real_text, "real_text")
         check_pair(real_image, "real_image", syn_image, "syn_image")
         check_pair(syn_image, "syn_image", syn_text, "syn_text")
+        hint = ": RAHALoss takes Euclidean features and lifts them itself"
+        for t, tn in (
+            (syn_image, "syn_image"),
+            (syn_text, "syn_text"),
+            (real_image, "real_image"),
+            (real_text, "real_text"),
+        ):
+            reject_lorentz_points(t, tn, self.c, hint=hint)
         for a, an, b, bn in (
             (real_image, "real_image", real_text, "real_text"),
             (syn_image, "syn_image", syn_text, "syn_text"),
@@ -489,13 +543,3 @@ class RAHALoss(nn.Module):
             + self.lambda_comp * compress
         )
         return RAHATerms(total, hitc, range_match, expand, residual_match, compress, k)
-
-    def forward(
-        self,
-        real_image: torch.Tensor,
-        real_text: torch.Tensor,
-        syn_image: torch.Tensor,
-        syn_text: torch.Tensor,
-    ) -> torch.Tensor:
-        """The RAHA objective, a 0-d tensor (see :meth:`terms`)."""
-        return self.terms(real_image, real_text, syn_image, syn_text).total

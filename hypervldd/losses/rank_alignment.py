@@ -11,6 +11,8 @@ log-sum-exp, so the real set never meets an ``N x M`` matrix: memory is
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -22,11 +24,16 @@ from .._checks import check_finite, validation, validation_enabled
 from ..distributed import all_reduce_row_stats, check_group_arg, resolve_group
 from ..manifolds import Curvature
 from ._common import (
+    FeatureScale,
     check_features,
     check_geometry,
     check_pair,
+    check_points,
     full_precision,
+    lift,
     pairwise_distance,
+    reject_lorentz_points,
+    split_legacy_real,
 )
 
 __all__ = ["FullDatasetRankAlignment", "AlignmentTerms", "full_dataset_targets"]
@@ -73,6 +80,8 @@ def full_dataset_targets(
     assign_tau: float = 0.07,
     chunk_size: int = 8192,
     process_group: object = None,
+    real_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Target distributions over the synthetic keys, streamed over the real set.
 
@@ -86,6 +95,8 @@ def full_dataset_targets(
             every rank are combined by all-reduce (running max, sums of exponentials,
             weighted sums), so every rank gets the targets of the union of the shards;
             ``queries`` and ``syn`` must be the same on every rank.
+        real_transform: applied to each chunk ``(image, text)`` after the cast (e.g. the
+            lift of Euclidean features), so that the real set is never transformed whole.
 
     Returns ``(P_i2t (A, M), P_t2i (A', M))``, rows summing to 1, without gradient.
 
@@ -109,6 +120,8 @@ def full_dataset_targets(
     for start in range(0, rx.shape[0], max(1, int(chunk_size))):
         cx = _finite_chunk(rx[start : start + chunk_size].to(dt), "real_image")
         cy = _finite_chunk(ry[start : start + chunk_size].to(dt), "real_text")
+        if real_transform is not None:
+            cx, cy = real_transform(cx, cy)
         # Soft assignment of each real pair of the chunk to the synthetic pairs.
         dpair = kernels.pairwise_dist(cx, sx, geometry, c) + kernels.pairwise_dist(
             cy, sy, geometry, c
@@ -187,6 +200,14 @@ class FullDatasetRankAlignment(nn.Module):
         variant: ``"listwise"`` (KL) or ``"pairwise"`` (RankNet).
         rank_weight: weight of the smooth-rank term; rank_temperature: its ``t``.
         chunk_size: real pairs per streamed chunk (memory ``O(chunk (A + M))``).
+        lift: ``True``: every input is a Euclidean feature tensor ``(., D)``, scaled by
+            ``feature_scale`` and lifted by ``expmap0`` inside the loss (the real set chunk
+            by chunk), as :class:`HyperbolicContrastiveLoss` and :class:`RAHALoss` do.
+            ``False``: every input is a point of ``geometry`` already (``(., D+1)`` on
+            Lorentz); features passed there are refused with an error. Not given: points,
+            with a ``DeprecationWarning`` (the default becomes ``True`` in the next release).
+        feature_scale, learn_scale: the scale applied before the lift (``"auto"`` =
+            ``1/sqrt(D)``), as in :class:`HyperbolicContrastiveLoss`.
         process_group: ``None`` (default: one process), ``"auto"`` (the default group when
             ``torch.distributed`` runs more than one process), ``"world"`` or a
             ``ProcessGroup``. With a group, ``real_image``/``real_text`` are this rank's
@@ -195,25 +216,30 @@ class FullDatasetRankAlignment(nn.Module):
             all-reduce and every rank returns the loss of the union of the shards, with
             the single-process gradient (see ``docs/distributed.md``).
 
-    Shapes (all points on the manifold: ``D' = D + 1`` on Lorentz): ``syn_image``,
-    ``syn_text`` ``(M, D')`` with gradient; ``real_image``, ``real_text`` ``(N, D')`` (any
-    ``N``, read chunk by chunk, no gradient); optional extra queries ``anchor_image``
-    ``(A, D')`` and ``anchor_text`` ``(A', D')`` (e.g. a sample of real pairs). The queries
-    are the synthetic images (texts) followed by the anchors. Returns a 0-d tensor.
+    Call convention (shared with :class:`RAHALoss`):
+    ``loss(syn_image, syn_text, *, real_image, real_text, anchor_image=None,
+    anchor_text=None)``: the synthetic pairs (with gradient) positional, the real set by
+    keyword. Shapes (``D'`` = ``D`` with ``lift=True``; points with ``lift=False``, ``D' =
+    D + 1`` on Lorentz): ``syn_image``, ``syn_text`` ``(M, D')``; ``real_image``,
+    ``real_text`` ``(N, D')`` (any ``N``, read chunk by chunk, no gradient); optional extra
+    queries ``anchor_image`` ``(A, D')`` and ``anchor_text`` ``(A', D')`` (e.g. a sample of
+    real pairs). The queries are the synthetic images (texts) followed by the anchors.
+    Returns a 0-d tensor. An all-positional call (the former form) still works for one
+    release with a ``DeprecationWarning``.
 
-    >>> import torch
-    >>> from hypervldd.losses import FullDatasetRankAlignment
-    >>> from hypervldd.manifolds import Lorentz
-    >>> m, g = Lorentz(), torch.Generator().manual_seed(0)
-    >>> real_image = m.lift(torch.randn(64, 8, generator=g))
-    >>> real_text = m.lift(torch.randn(64, 8, generator=g))
-    >>> syn_image = torch.randn(4, 8, generator=g, requires_grad=True)
-    >>> syn_text = torch.randn(4, 8, generator=g, requires_grad=True)
-    >>> loss_fn = FullDatasetRankAlignment("lorentz", chunk_size=16)
-    >>> loss = loss_fn(m.lift(syn_image), m.lift(syn_text), real_image, real_text)  # points (., 9)
-    >>> loss.backward()
-    >>> loss.dim(), tuple(syn_image.grad.shape)
-    (0, (4, 8))
+    Example:
+        >>> import torch
+        >>> from hypervldd.losses import FullDatasetRankAlignment
+        >>> g = torch.Generator().manual_seed(0)
+        >>> real_image = torch.randn(500, 16, generator=g)
+        >>> real_text = torch.randn(500, 16, generator=g)
+        >>> syn_image = torch.randn(10, 16, generator=g, requires_grad=True)
+        >>> syn_text = torch.randn(10, 16, generator=g, requires_grad=True)
+        >>> align = FullDatasetRankAlignment("lorentz", lift=True, chunk_size=128)
+        >>> loss = align(syn_image, syn_text, real_image=real_image, real_text=real_text)
+        >>> loss.backward()
+        >>> bool(loss > 0), syn_image.grad.shape
+        (True, torch.Size([10, 16]))
     """
 
     def __init__(
@@ -228,6 +254,9 @@ class FullDatasetRankAlignment(nn.Module):
         rank_weight: float = 0.1,
         rank_temperature: float = 1.0,
         chunk_size: int = 8192,
+        lift: bool | None = None,
+        feature_scale: float | str = "auto",
+        learn_scale: bool = False,
         process_group: object = None,
     ) -> None:
         super().__init__()
@@ -246,29 +275,49 @@ class FullDatasetRankAlignment(nn.Module):
             raise ValueError(f"rank_weight must be finite and >= 0, got {rank_weight}")
         if int(chunk_size) < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if lift is None:
+            warnings.warn(
+                "FullDatasetRankAlignment without lift= takes manifold points, as before;"
+                " pass lift=False to keep that, or lift=True to pass Euclidean features as"
+                " HyperbolicContrastiveLoss and RAHALoss take them (the default becomes"
+                " lift=True in the next release)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            lift = False
+        if not isinstance(lift, bool):
+            raise TypeError(f"lift must be True, False or None, got {lift!r}")
         self.tau = float(tau)
         self.assign_tau = float(assign_tau)
         self.variant = variant
         self.rank_weight = float(rank_weight)
         self.rank_temperature = float(rank_temperature)
         self.chunk_size = int(chunk_size)
+        self.lift = lift
+        self.scale = FeatureScale(feature_scale, learnable=learn_scale)
 
     def extra_repr(self) -> str:
         return (
             f"geometry={self.geometry!r}, tau={self.tau}, assign_tau={self.assign_tau},"
             f" variant={self.variant!r}, rank_weight={self.rank_weight},"
-            f" chunk_size={self.chunk_size}"
+            f" chunk_size={self.chunk_size}, lift={self.lift}"
         )
+
+    def _embed(self, u: torch.Tensor, c: torch.Tensor | float) -> torch.Tensor:
+        """Points of features ``u`` ``(N, D)`` (``lift=True``), or ``u`` itself."""
+        if not self.lift:
+            return u
+        return lift(self.scale(u), self.geometry, torch.as_tensor(c, dtype=u.dtype))
 
     def terms(
         self,
         syn_image: torch.Tensor,
         syn_text: torch.Tensor,
-        real_image: torch.Tensor,
-        real_text: torch.Tensor,
+        *legacy: torch.Tensor,
+        real_image: torch.Tensor | None = None,
+        real_text: torch.Tensor | None = None,
         anchor_image: torch.Tensor | None = None,
         anchor_text: torch.Tensor | None = None,
-        *,
         real_checked: bool = False,
     ) -> AlignmentTerms:
         """All terms; see the class docstring for shapes.
@@ -276,17 +325,30 @@ class FullDatasetRankAlignment(nn.Module):
         ``real_checked=True``: the caller validated ``real_image`` and ``real_text`` once
         where they entered (e.g. with :func:`hypervldd._checks.check_points` when caching
         them), so the streaming pass does not re-check them on every call (it was 21% of
-        an iteration on emoji). The synthetic points are still checked below."""
-        named = {
-            "syn_image": syn_image,
-            "syn_text": syn_text,
-            "real_image": real_image,
-            "real_text": real_text,
-        }
-        if anchor_image is not None:
-            named["anchor_image"] = anchor_image
-        if anchor_text is not None:
-            named["anchor_text"] = anchor_text
+        an iteration on emoji). The synthetic points are still checked."""
+        order = ("syn_image", "syn_text", "real_image", "real_text", "anchor_image", "anchor_text")
+        args = split_legacy_real(
+            "FullDatasetRankAlignment",
+            legacy,
+            {
+                "syn_image": syn_image,
+                "syn_text": syn_text,
+                "real_image": real_image,
+                "real_text": real_text,
+                "anchor_image": anchor_image,
+                "anchor_text": anchor_text,
+            },
+            order,
+        )
+        if args["real_image"] is None or args["real_text"] is None:
+            raise TypeError(
+                "FullDatasetRankAlignment needs the real set by keyword:"
+                " loss(syn_image, syn_text, real_image=..., real_text=...)"
+            )
+        named = {k: args[k] for k in order if args[k] is not None}
+        syn_image, syn_text = named["syn_image"], named["syn_text"]
+        real_image, real_text = named["real_image"], named["real_text"]
+        anchor_image, anchor_text = args["anchor_image"], args["anchor_text"]
         group = resolve_group(self.process_group)
         for name, t in named.items():
             if group is not None and name.startswith("real") and t.dim() == 2 and not len(t):
@@ -297,7 +359,7 @@ class FullDatasetRankAlignment(nn.Module):
         first = "syn_image"
         for name, t in named.items():
             check_pair(named[first], first, t, name)
-        if self.geometry == "lorentz" and syn_image.shape[1] < 2:
+        if self.geometry == "lorentz" and syn_image.shape[1] < 2 and not self.lift:
             raise ValueError(
                 f"syn_image must hold Lorentz points (time + space), got {tuple(syn_image.shape)}"
             )
@@ -307,24 +369,53 @@ class FullDatasetRankAlignment(nn.Module):
                     f"{a} and {b} must have one row per pair, got {named[a].shape[0]} and"
                     f" {named[b].shape[0]} rows"
                 )
+        c_check = self.curvature().detach()
+        for name, t in named.items():
+            if real_checked and name.startswith("real"):
+                continue  # validated once where the real set entered
+            if self.lift:
+                if self.geometry == "lorentz":
+                    reject_lorentz_points(
+                        t, name, c_check, hint=": with lift=True the loss lifts them itself"
+                    )
+            else:
+                check_points(
+                    t,
+                    name,
+                    self.geometry,
+                    c_check.to(t.dtype),
+                    hint=": lift them first, or construct the loss with lift=True",
+                )
         with full_precision(syn_image, syn_text) as dt:
             c = self.curvature().to(dt)
             if self.geometry == "euclidean":
                 c = 1.0  # flat: no curvature in the graph
-            sx, sy = syn_image.to(dt), syn_text.to(dt)
-            qi = sx if anchor_image is None else torch.cat([sx, anchor_image.to(dt)])
-            qt = sy if anchor_text is None else torch.cat([sy, anchor_text.to(dt)])
+            sx, sy = self._embed(syn_image.to(dt), c), self._embed(syn_text.to(dt), c)
+            qi, qt = sx, sy
+            if anchor_image is not None:
+                qi = torch.cat([sx, self._embed(anchor_image.to(dt), c)])
+            if anchor_text is not None:
+                qt = torch.cat([sy, self._embed(anchor_text.to(dt), c)])
+            c_const = c.detach() if isinstance(c, torch.Tensor) else c
+            transform = None
+            if self.lift:
+
+                def transform(x: torch.Tensor, y: torch.Tensor):
+                    with torch.no_grad():
+                        return self._embed(x, c_const), self._embed(y, c_const)
+
             with validation(validation_enabled() and not real_checked):
                 p_i2t, p_t2i = full_dataset_targets(
                     (qi.detach(), qt.detach()),
                     (sx.detach(), sy.detach()),
                     (real_image, real_text),
                     geometry=self.geometry,
-                    c=c.detach() if isinstance(c, torch.Tensor) else c,
+                    c=c_const,
                     tau=self.tau,
                     assign_tau=self.assign_tau,
                     chunk_size=self.chunk_size,
                     process_group=group,
+                    real_transform=transform,
                 )
             s_i2t = -pairwise_distance(qi, sy, self.geometry, c) / self.tau
             s_t2i = -pairwise_distance(qt, sx, self.geometry, c) / self.tau
@@ -341,20 +432,21 @@ class FullDatasetRankAlignment(nn.Module):
         self,
         syn_image: torch.Tensor,
         syn_text: torch.Tensor,
-        real_image: torch.Tensor,
-        real_text: torch.Tensor,
+        *legacy: torch.Tensor,
+        real_image: torch.Tensor | None = None,
+        real_text: torch.Tensor | None = None,
         anchor_image: torch.Tensor | None = None,
         anchor_text: torch.Tensor | None = None,
-        *,
         real_checked: bool = False,
     ) -> torch.Tensor:
         """The alignment loss, a 0-d tensor (see :meth:`terms`)."""
         return self.terms(
             syn_image,
             syn_text,
-            real_image,
-            real_text,
-            anchor_image,
-            anchor_text,
+            *legacy,
+            real_image=real_image,
+            real_text=real_text,
+            anchor_image=anchor_image,
+            anchor_text=anchor_text,
             real_checked=real_checked,
         ).total

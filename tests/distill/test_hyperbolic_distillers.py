@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from hypervldd.distill import SyntheticSet, get_distiller
@@ -47,3 +48,85 @@ def test_rank_align_distiller_runs_and_records_its_config(tmp_path) -> None:  # 
     assert torch.equal(back.image, s.image) and back.method == "rank_align"
     pw = _fit("rank_align", {"experts": 1, "expert_epochs": 2, "variant": "pairwise"})
     assert not torch.allclose(pw.image, s.image)
+
+
+ONLINE = {"embedding": "online", "reset_every": 5, "anchors": 16}
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_rank_align_online_student_moves_the_embedding_and_differs_from_the_expert() -> None:
+    from hypervldd.distill.base import prepare_real
+
+    data = prepare_real(_clustered())
+    cfg = {"student": SMALL_STUDENT, "engine": {"iterations": 12, "real_batch_size": 32}}
+    d = get_distiller("rank_align", {**cfg, **ONLINE})
+    d._setup(data, 6, torch.Generator().manual_seed(0))
+    assert set(d._aux_modules()) == {"student"} and not d._experts
+    gen = torch.Generator().manual_seed(1)
+    st0, img0, _ = d._current_embedding(0, data, gen)
+    before = [p.detach().clone() for p in st0.parameters()]
+    st1, img1, txt1 = d._current_embedding(1, data, gen)
+    # One SGD step on a real batch moved the student, and the full real set was re-encoded
+    # by the moved student: every real pair, in the current embedding.
+    assert any(not torch.equal(a, p) for a, p in zip(before, st1.parameters(), strict=True))
+    assert img1.shape[0] == data.num_pairs and not torch.allclose(img0, img1)
+    with torch.no_grad():
+        torch.testing.assert_close(img1, st1.encode_image(data.pair_image))
+        torch.testing.assert_close(txt1, st1.encode_text(data.pair_text))
+    online = _fit("rank_align", ONLINE)
+    expert = _fit("rank_align", {"experts": 1, "expert_epochs": 2, "anchors": 16})
+    assert online.config["embedding"] == "online" and torch.isfinite(online.image).all()
+    assert not torch.allclose(online.image, expert.image)
+    again = _fit("rank_align", ONLINE)
+    assert torch.equal(online.image, again.image) and torch.equal(online.text, again.text)
+
+
+def test_rank_align_online_resume_is_bit_identical(tmp_path) -> None:  # noqa: ANN001
+    cfg = {
+        "student": SMALL_STUDENT,
+        "engine": {
+            "iterations": 12,
+            "real_batch_size": 32,
+            "checkpoint_every": 4,
+            "validate_every": 1,
+        },
+        **ONLINE,
+    }
+
+    def stop_at_7(syn, step):  # noqa: ANN001, ANN202
+        if step >= 7:
+            raise _Stop
+        return {"n": float(syn.num_pairs)}
+
+    def ok(syn, step):  # noqa: ANN001, ANN202
+        return {"n": float(syn.num_pairs)}
+
+    data = _clustered()
+    with pytest.raises(_Stop):
+        get_distiller("rank_align", cfg).fit(
+            data, 6, 3, checkpoint_dir=tmp_path / "a", validate=stop_at_7
+        )
+    assert (tmp_path / "a" / "step_00000004.safetensors").exists()
+    resumed = get_distiller("rank_align", cfg).fit(
+        data, 6, 3, checkpoint_dir=tmp_path / "a", resume=True, validate=ok
+    )
+    whole = get_distiller("rank_align", cfg).fit(
+        data, 6, 3, checkpoint_dir=tmp_path / "b", validate=ok
+    )
+    a = resumed.save(tmp_path / "a.safetensors").read_bytes()
+    b = whole.save(tmp_path / "b.safetensors").read_bytes()
+    assert a == b
+
+
+def test_rank_align_config_rejects_bad_online_settings() -> None:
+    from hypervldd.distill.hyperbolic import RankAlignConfig
+
+    with pytest.raises(ValueError, match="embedding"):
+        RankAlignConfig(embedding="moving")
+    with pytest.raises(ValueError, match="reset_every"):
+        RankAlignConfig(reset_every=0)
+    with pytest.raises(ValueError, match="student_lr"):
+        RankAlignConfig(student_lr=0.0)

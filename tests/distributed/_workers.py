@@ -61,14 +61,16 @@ def _rank_align_check(rank: int, world: int, n_real: int, variant: str) -> dict[
     kw = {"tau": 0.2, "variant": variant, "chunk_size": 4, "rank_weight": 0.3}
     # single process, whole real set
     sx, sy = sx0.clone().requires_grad_(True), sy0.clone().requires_grad_(True)
-    ref = FullDatasetRankAlignment("lorentz", **kw)(sx, sy, rx, ry, ax, ay)
+    ref = FullDatasetRankAlignment("lorentz", lift=False, **kw)(
+        sx, sy, real_image=rx, real_text=ry, anchor_image=ax, anchor_text=ay
+    )
     ref.backward()
     ref_grads = (sx.grad.clone(), sy.grad.clone())
     # this rank's shard
     lo, hi = hd.shard_range(n_real, rank, world)
     sx, sy = sx0.clone().requires_grad_(True), sy0.clone().requires_grad_(True)
-    loss = FullDatasetRankAlignment("lorentz", process_group="world", **kw)(
-        sx, sy, rx[lo:hi], ry[lo:hi], ax, ay
+    loss = FullDatasetRankAlignment("lorentz", lift=False, process_group="world", **kw)(
+        sx, sy, real_image=rx[lo:hi], real_text=ry[lo:hi], anchor_image=ax, anchor_text=ay
     )
     loss.backward()
     errs = {"loss": _close(loss.detach(), ref.detach(), f"{variant} loss, n={n_real}")}
@@ -140,12 +142,14 @@ def _raha_check(rank: int, world: int) -> float:
     ri, rt = torch.randn(10, 8, generator=g, dtype=dt), torch.randn(10, 8, generator=g, dtype=dt)
     si0, st0 = torch.randn(7, 8, generator=g, dtype=dt), torch.randn(7, 8, generator=g, dtype=dt)
     si, st = si0.clone().requires_grad_(True), st0.clone().requires_grad_(True)
-    ref = RAHALoss(eta=0.9)(ri, rt, si, st)
+    ref = RAHALoss(eta=0.9)(si, st, real_image=ri, real_text=rt)
     ref.backward()
     rlo, rhi = hd.shard_range(10, rank, world)
     slo, shi = hd.shard_range(7, rank, world)
     li, lt = si0[slo:shi].clone().requires_grad_(True), st0[slo:shi].clone().requires_grad_(True)
-    loss = RAHALoss(eta=0.9, process_group="world")(ri[rlo:rhi], rt[rlo:rhi], li, lt)
+    loss = RAHALoss(eta=0.9, process_group="world")(
+        li, lt, real_image=ri[rlo:rhi], real_text=rt[rlo:rhi]
+    )
     loss.backward()
     err = _close(loss.detach(), ref.detach(), "RAHA loss")
     err = max(err, _close(li.grad / world, si.grad[slo:shi], "RAHA image grad"))
@@ -257,6 +261,10 @@ def engine_worker(rank: int, world: int, port: int, tmp: str, cfg: dict) -> None
     # keep_best: rank 0 alone validates; every rank keeps the same set
     best = _keep_best(cm_cfg)
     best.save(tmpdir / f"covmatch_best_rank{rank}.safetensors")
+    # rank alignment in the online student's moving embedding: sharded full passes
+    online = _distil(cfg.pop("_online"), None, False)
+    if rank == 0:
+        online.save(tmpdir / "rank_align_online.safetensors")
     _loss_checks(rank, world, str(tmpdir / "report.json"))
     ck = tmpdir / "ck"
     syn = _distil(cfg, str(ck), False, out=str(tmpdir / f"dist_rank{rank}.safetensors"))

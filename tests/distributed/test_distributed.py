@@ -39,6 +39,14 @@ _DEAD_RANK_TIMEOUT = 15.0
 # 1800 s); wide, because these bounds time work on a machine other jobs may load.
 _NOT_A_HANG = 60.0
 # CovMatch: the online student's real batch (16 pairs) is split over the ranks.
+_ONLINE = {
+    "embedding": "online",
+    "reset_every": 3,
+    "anchors": 8,
+    "student": {"width": 16},
+    "engine": {"iterations": 5, "real_batch_size": 16},
+}
+
 _COVMATCH = {
     "student": {"width": 16},
     "reset_every": 3,
@@ -134,7 +142,8 @@ def test_two_ranks_losses_distil_resume_and_fail_fast(tmp_path, one_thread) -> N
     ref_cfg = dict(_CFG, engine=dict(_CFG["engine"], checkpoint_every=0))
     ref = distill(real, "rank_align", 5, seed=3, config=ref_cfg)
     ref_cm = distill(real, "covmatch", 5, seed=3, config=_COVMATCH)
-    cfg = dict(_CFG, _timeout=_DEAD_RANK_TIMEOUT, _covmatch=_COVMATCH)
+    ref_online = distill(real, "rank_align", 5, seed=3, config=_ONLINE)
+    cfg = dict(_CFG, _timeout=_DEAD_RANK_TIMEOUT, _covmatch=_COVMATCH, _online=_ONLINE)
     _spawn(_workers.engine_worker, (2, _free_port(), str(tmp_path), cfg), 2)
     _check_loss_report(tmp_path / "report.json")
 
@@ -157,6 +166,14 @@ def test_two_ranks_losses_distil_resume_and_fail_fast(tmp_path, one_thread) -> N
     torch.testing.assert_close(cm.text, ref_cm.text, rtol=tol, atol=tol)
     start_cm = torch.nn.functional.normalize(real.pairs()[1][ref_cm.source_indices], dim=-1)
     assert (ref_cm.text - start_cm).abs().max() > 1e-3
+
+    # rank alignment with the online student: each rank encodes its shard of the real set
+    # in the moving embedding, and the result is the single-process one
+    ra = SyntheticSet.load(tmp_path / "rank_align_online.safetensors")
+    torch.testing.assert_close(ra.image, ref_online.image, rtol=tol, atol=tol)
+    torch.testing.assert_close(ra.text, ref_online.text, rtol=tol, atol=tol)
+    start_ra = torch.nn.functional.normalize(real.pairs()[0][ref_online.source_indices], dim=-1)
+    assert (ref_online.image - start_ra).abs().max() > 1e-3
 
     # keep_best: rank 0 validated, both ranks returned the set of the step the
     # single-process run keeps
