@@ -48,14 +48,17 @@ def main() -> None:
     syn_text = real_text[pick].clone().requires_grad_(True)
 
     manifold = Lorentz(c=1.0)
-    rank_term = FullDatasetRankAlignment("lorentz", c=1.0, tau=0.1, chunk_size=4096)
+    rank_term = FullDatasetRankAlignment("lorentz", c=1.0, tau=0.1, chunk_size=4096, lift=False)
     with torch.no_grad():  # lifted once: (N, 32) features -> (N, 33) points
-        real_points = manifold.lift(real_image), manifold.lift(real_text)
+        real_points = {
+            "real_image": manifold.lift(real_image),
+            "real_text": manifold.lift(real_text),
+        }
     real_mean = real_image.mean(0), real_text.mean(0)
     opt = torch.optim.Adam([syn_image, syn_text], lr=1e-2)
     for step in range(args.steps):
         own = my_loss(syn_image, syn_text, real_mean)
-        rank = rank_term(manifold.lift(syn_image), manifold.lift(syn_text), *real_points)
+        rank = rank_term(manifold.lift(syn_image), manifold.lift(syn_text), **real_points)
         loss = own + 0.5 * rank  # the drop-in term
         opt.zero_grad()
         loss.backward()

@@ -186,7 +186,8 @@ def _point_ok(x: torch.Tensor, manifold: str, c: float | torch.Tensor) -> torch.
     """
     if manifold == "euclidean":
         return torch.isfinite(x).all()
-    sq = torch.linalg.vecdot(x, x)  # |x|^2 over all coordinates
+    # |x|^2 over all coordinates; not vecdot: autocast would run it in bfloat16.
+    sq = (x * x).sum(-1)
     if manifold == "poincare":
         return (sq * c < 1.0).all()
     x0 = x[..., 0]

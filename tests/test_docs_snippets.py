@@ -41,6 +41,7 @@ def test_fragments_say_why_and_most_blocks_run() -> None:
     assert len(BLOCKS) - len(skipped) >= 8, "the runnable snippets are the documentation's core"
 
 
+@pytest.mark.filterwarnings("error::DeprecationWarning")  # snippets show the current calls
 @pytest.mark.parametrize(
     "name,code", [(n, c) for n, c, why in BLOCKS if why is None], ids=lambda v: v[:40]
 )

@@ -54,6 +54,8 @@ def test_docstring_examples_run(module_name: str) -> None:
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
+        # An example must show the current call, not a deprecated one.
+        warnings.simplefilter("error", DeprecationWarning)
         for test in finder.find(module, module_name):
             runner.run(test)
     result = runner.summarize(verbose=False)

@@ -81,9 +81,9 @@ class RAHATerms(NamedTuple):
     >>> import torch
     >>> from hypervldd.losses import RAHALoss
     >>> g = torch.Generator().manual_seed(0)
-    >>> real = torch.randn(32, 8, generator=g), torch.randn(32, 8, generator=g)
+    >>> real = {"real_image": torch.randn(32, 8, generator=g), "real_text": torch.randn(32, 8)}
     >>> syn = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
-    >>> terms = RAHALoss(max_rank=3).terms(*real, *syn)
+    >>> terms = RAHALoss(max_rank=3).terms(*syn, **real)
     >>> 1 <= terms.rank <= 3, terms.total.dim()
     (True, 0)
     """

@@ -50,7 +50,8 @@ class AlignmentTerms(NamedTuple):
     >>> m, g = Lorentz(), torch.Generator().manual_seed(0)
     >>> syn = m.lift(torch.randn(4, 8, generator=g)), m.lift(torch.randn(4, 8, generator=g))
     >>> real = m.lift(torch.randn(32, 8, generator=g)), m.lift(torch.randn(32, 8, generator=g))
-    >>> t = FullDatasetRankAlignment(rank_weight=0.1).terms(*syn, *real)
+    >>> align = FullDatasetRankAlignment(rank_weight=0.1, lift=False)  # takes points
+    >>> t = align.terms(*syn, real_image=real[0], real_text=real[1])
     >>> bool(torch.isclose(t.total, t.ranking + 0.1 * t.smooth_rank))
     True
     """

@@ -207,7 +207,7 @@ def test_real_checked_skips_rechecking_the_real_set(monkeypatch: pytest.MonkeyPa
     from hypervldd._checks import validation_enabled
 
     sx, sy, rx, ry, ax, ay = _data("lorentz", n=40)
-    loss = FullDatasetRankAlignment(chunk_size=16)
+    loss = FullDatasetRankAlignment(chunk_size=16, lift=False)
     seen: list[int] = []
     real_rows = {16, 8}  # the chunk sizes of the 40 real rows
 
@@ -218,13 +218,15 @@ def test_real_checked_skips_rechecking_the_real_set(monkeypatch: pytest.MonkeyPa
 
     check = _checks.check_points
     monkeypatch.setattr(_checks, "check_points", spy)
-    want = loss(sx, sy, rx, ry, ax, ay)
+    want = loss(sx, sy, real_image=rx, real_text=ry, anchor_image=ax, anchor_text=ay)
     assert real_rows & set(seen), "the default path checks the real chunks"
     seen.clear()
-    got = loss(sx, sy, rx, ry, ax, ay, real_checked=True)
+    got = loss(
+        sx, sy, real_image=rx, real_text=ry, anchor_image=ax, anchor_text=ay, real_checked=True
+    )
     assert seen and not (real_rows & set(seen)), f"checked row counts {sorted(set(seen))}"
     assert torch.equal(got, want)
     bad = sy.detach().clone()
     bad[0, 0] = -bad[0, 0]
-    with pytest.raises(ValueError, match="not on the Lorentz manifold"):
-        loss(sx, bad, rx, ry, real_checked=True)
+    with pytest.raises(ValueError, match="syn_text must hold points on the Lorentz model"):
+        loss(sx, bad, real_image=rx, real_text=ry, real_checked=True)
