@@ -83,6 +83,8 @@ NOT_QUICK: dict[str, str] = {
     "geometry_limits.py": "writes into benchmarks/results only (no --out)",
     "loss_graph_breaks.py": "compiles every loss with torch.compile (minutes on 2 cores)",
     "gpu.py": "needs a CUDA device (its --smoke mode is a test)",
+    "rank_align_ablation.py": "one distillation and evaluation on emoji per cell (minutes)",
+    "write_karpathy_fashion_mnist.py": "writes a dataset (a tool, not a measurement)",
 }
 
 

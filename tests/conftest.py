@@ -72,3 +72,23 @@ def require_extension() -> None:
     if os.environ.get("HYPERVLDD_REQUIRE_EXTENSION"):
         pytest.fail(f"the compiled extension is required here but absent: {info.reason}")
     pytest.skip(f"compiled extension absent: {info.reason}")
+
+
+# The GPU path is tested without a GPU: say in the summary how many of those tests ran,
+# so that a run where they were skipped or deselected shows it.
+_GPU_PATH_SUITES = {
+    "Triton kernels (interpreter)": lambda nodeid: "/test_triton_" in nodeid,
+    "fake-CUDA suite": lambda nodeid: nodeid.startswith("tests/fake_cuda/"),
+}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+    outcomes = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+    for label, belongs in _GPU_PATH_SUITES.items():
+        stats = terminalreporter.stats
+        counts = {
+            k: sum(1 for r in stats.get(k, []) if belongs(getattr(r, "nodeid", "")))
+            for k in outcomes
+        }
+        shown = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "none ran"
+        terminalreporter.write_line(f"GPU path without a GPU, {label}: {shown}")
