@@ -29,6 +29,7 @@ __all__ = [
     "pair_fast",
     "slow_tile",
     "load_rows",
+    "online_lse_step",
 ]
 
 
@@ -70,6 +71,23 @@ def load_rows(r0_ptr, r1_ptr, r64_ptr, offs, n):
         tl.load(r1_ptr + offs, m, 1.0),
         tl.load(r64_ptr + offs, m, 1.0),
     )
+
+
+@triton.jit
+def online_lse_step(mx, sm, n_nan, s, valid):
+    """One column tile of the online log-sum-exp of each row of the logits ``s``
+    ``(BM, BN)`` (``valid`` masks the tile's edge): the running maximum ``mx`` and sum
+    ``sm`` rescaled to the new maximum, and the count of NaN logits per row (a NaN is
+    kept out of the sum and turns the row's result into NaN at the end). Also returns
+    the tile's weights ``e = exp(s - mx_new)`` and the rescale factor ``alpha`` of the
+    earlier sum, for accumulators that follow the same softmax (Inf-CL style)."""
+    isnan = valid & (s != s)
+    n_nan += tl.sum(isnan.to(tl.int32), 1)
+    s_ok = tl.where(valid & (isnan == 0), s, float("-inf"))
+    mt = tl.maximum(mx, tl.max(s_ok, 1))
+    alpha = tl.where(mt == float("-inf"), 0.0, tl.exp(mx - mt))
+    e = tl.where(mt[:, None] == float("-inf"), 0.0, tl.exp(s_ok - mt[:, None]))
+    return mt, sm * alpha + tl.sum(e, 1), n_nan, e, alpha
 
 
 @triton.jit

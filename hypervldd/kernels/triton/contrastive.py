@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ._host import c_scalar, gpu_op, launch, operand, precision, row_data, tile_configs
-from ._tile import dist_tile, grad_tile, load_rows
+from ._tile import dist_tile, grad_tile, load_rows, online_lse_step
 from .pairwise import grad_c, owner_grad
 
 __all__ = ["lse_pass", "triton_contrastive_loss", "triton_contrastive_loss_backward"]
@@ -55,14 +55,7 @@ def _lse_pass(
             D, c, sc, c64, sc64, MAN, IS64, BM, BN, BK, PREC,
         )  # fmt: skip
         s = -d * inv_tau
-        isnan = valid & (s != s)
-        n_nan += tl.sum(isnan.to(tl.int32), 1)
-        s_ok = tl.where(valid & (isnan == 0), s, float("-inf"))
-        mt = tl.maximum(mx, tl.max(s_ok, 1))
-        alpha = tl.where(mt == float("-inf"), 0.0, tl.exp(mx - mt))
-        e = tl.where(mt[:, None] == float("-inf"), 0.0, tl.exp(s_ok - mt[:, None]))
-        sm = sm * alpha + tl.sum(e, 1)
-        mx = mt
+        mx, sm, n_nan, e, alpha = online_lse_step(mx, sm, n_nan, s, valid)
         if HAS_POS:
             lp += tl.sum(tl.where(valid & (pos[:, None] == offs_b[None, :]), s, 0.0), 1)
     lse = mx + tl.log(sm)

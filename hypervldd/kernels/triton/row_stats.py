@@ -18,7 +18,7 @@ import triton.language as tl
 
 from ..reference import _lorentz_sinh_half_sq, paired_dist_ref
 from ._host import c_scalar, gpu_op, launch, operand, precision, row_data, tile_configs
-from ._tile import dist_tile, grad_tile, load_rows
+from ._tile import dist_tile, grad_tile, load_rows, online_lse_step
 from .pairwise import grad_c, owner_grad
 
 __all__ = ["triton_row_stats", "triton_row_stats_backward"]
@@ -75,14 +75,7 @@ def _row_stats_fwd(
             D, c, sc, c64, sc64, MAN, IS64, BM, BN, BK, PREC,
         )  # fmt: skip
         s = -d * inv_tau
-        isnan = valid & (s != s)
-        n_nan += tl.sum(isnan.to(tl.int32), 1)
-        s_ok = tl.where(valid & (isnan == 0), s, float("-inf"))
-        mt = tl.maximum(mx, tl.max(s_ok, 1))
-        alpha = tl.where(mt == float("-inf"), 0.0, tl.exp(mx - mt))
-        e = tl.where(mt[:, None] == float("-inf"), 0.0, tl.exp(s_ok - mt[:, None]))
-        sm = sm * alpha + tl.sum(e, 1)
-        mx = mt
+        mx, sm, n_nan, e, alpha = online_lse_step(mx, sm, n_nan, s, valid)
         if HAS_V:
             v = tl.load(v_ptr + offs_b[:, None] * sv0 + offs_v[None, :] * sv1,
                         (offs_b[:, None] < M) & (offs_v[None, :] < K), 0.0)  # fmt: skip
