@@ -273,7 +273,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if syn is not None:
         label = _provenance_label(syn, feats["train"], args)
     train = feats["train"] if syn is None else syn
-    res = evaluate_set(train, feats["test"], _protocol(args), val=feats.get("val"))
+    res = evaluate_set(
+        train, feats["test"], _protocol(args), val=feats.get("val"), device=_device(args)
+    )
     if _is_main():
         if label:
             print(label)
@@ -322,6 +324,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         method_configs=method_configs,
         reference_cache=not args.no_reference_cache,
         log=_progress_log(args),
+        device=_device(args),
     )
     if _is_main():
         print(result.markdown())

@@ -338,8 +338,17 @@ def _on_device(real: Any, device: torch.device) -> Any:
     )
 
 
-def evaluate_set(train: Any, test: Any, protocol: Any = None, *, val: Any = None) -> Any:
-    """Score a synthetic set (or real features) under ``protocol``; returns the eval Result."""
+def evaluate_set(
+    train: Any,
+    test: Any,
+    protocol: Any = None,
+    *,
+    val: Any = None,
+    device: str | torch.device | None = None,
+) -> Any:
+    """Score a synthetic set (or real features) under ``protocol``; returns the eval Result.
+
+    The feature students train on ``device`` (``None``: CUDA when available)."""
     from .distributed import is_distributed
     from .eval import EvalProtocol, evaluate
 
@@ -347,12 +356,15 @@ def evaluate_set(train: Any, test: Any, protocol: Any = None, *, val: Any = None
     # Validation features matter only for validation-selected checkpoints.
     if getattr(protocol, "selection", "final") != "validation":
         val = None
+    device = resolve_device(device)
     if is_distributed():
-        return _evaluate_distributed(train, test, protocol, val)
-    return evaluate(train, test, protocol, val_features=val)
+        return _evaluate_distributed(train, test, protocol, val, device)
+    return evaluate(train, test, protocol, val_features=val, device=device)
 
 
-def _evaluate_distributed(train: Any, test: Any, protocol: Any, val: Any) -> Any:
+def _evaluate_distributed(
+    train: Any, test: Any, protocol: Any, val: Any, device: Any = None
+) -> Any:
     """Student seeds shared round-robin over the ranks; every rank gets the whole Result.
 
     Each seed's student depends only on its seed, so the per-seed metrics are those of a
@@ -371,7 +383,7 @@ def _evaluate_distributed(train: Any, test: Any, protocol: Any, val: Any) -> Any
     part = None
     if mine:
         sub = dataclasses.replace(protocol, seeds=tuple(mine))
-        part = evaluate(train, test, sub, val_features=val).to_dict()
+        part = evaluate(train, test, sub, val_features=val, device=device).to_dict()
     parts: list[Any] = [None] * world
     with guarded("all_gather of evaluation results"):
         dist.all_gather_object(parts, part)
@@ -534,11 +546,13 @@ def compare(
     encoders: tuple[Any, Any] | None = None,
     reference_cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
 ) -> CompareResult:
     """Distil with each method at each budget and score all under one protocol.
 
     ``features`` maps split names to features; ``"train"`` and ``"test"`` are
-    required, ``"val"`` is used when the protocol selects on validation. With
+    required, ``"val"`` is used when the protocol selects on validation. Methods and
+    feature students run on ``device`` (default: CUDA when available). With
     ``references`` the full training data is scored too (the upper reference).
     ``method_configs`` maps a method to its config overrides; ``log`` (e.g.
     ``print``) receives a line per finished row.
@@ -592,7 +606,9 @@ def compare(
             n = getattr(train, "num_images", None) or len(getattr(train, "image_ids", []))
             log(f"full data: scoring the whole training split ({n} images) as the reference ...")
         t0 = time.perf_counter()
-        res, cached = _full_data_result(train, test, protocol, val, reference_cache, cache_dir)
+        res, cached = _full_data_result(
+            train, test, protocol, val, reference_cache, cache_dir, device
+        )
         mean, std = _result_stats(res)
         seconds = res.seconds if cached else time.perf_counter() - t0
         rows.append(CompareRow("full data", None, None, mean, std, 0.0, seconds))
@@ -615,9 +631,10 @@ def compare(
                 progress=progress,
                 val=val,
                 protocol=protocol,
+                device=device,
             )
             t1 = time.perf_counter()
-            res = evaluate_set(synthetic, test, protocol, val=val)
+            res = evaluate_set(synthetic, test, protocol, val=val, device=device)
             mean, std = _result_stats(res)
             rows.append(
                 CompareRow(
@@ -648,7 +665,13 @@ def compare(
 
 
 def _full_data_result(
-    train: Any, test: Any, protocol: Any, val: Any, use_cache: bool, cache_dir: Any
+    train: Any,
+    test: Any,
+    protocol: Any,
+    val: Any,
+    use_cache: bool,
+    cache_dir: Any,
+    device: Any = "cpu",
 ) -> tuple[Any, bool]:
     """The full-data reference, from the result cache when an identical run stored it."""
     from .distributed import is_distributed
@@ -657,10 +680,12 @@ def _full_data_result(
     if getattr(protocol, "selection", "final") != "validation":
         val = None  # as evaluate_set does: the key must not depend on unused features
     if not use_cache or is_distributed():
-        return evaluate_set(train, test, protocol, val=val), False
+        return evaluate_set(train, test, protocol, val=val, device=device), False
     key = result_key(train, test, protocol, val=val)
     return cached_result(
-        key, lambda: evaluate_set(train, test, protocol, val=val), cache_dir=cache_dir
+        key,
+        lambda: evaluate_set(train, test, protocol, val=val, device=device),
+        cache_dir=cache_dir,
     )
 
 

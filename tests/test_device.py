@@ -99,3 +99,17 @@ def test_cli_device_errors_name_the_option(
     assert cli.main([command, *extra, "--device", "cuda:5"]) == 1
     err = capsys.readouterr().err
     assert "--device='cuda:5' is out of range: 1 CUDA device(s) visible" in err
+
+
+def test_evaluate_on_the_cpu_when_asked_is_the_default_evaluation() -> None:
+    from hypervldd.eval import EvalProtocol, evaluate
+    from tests._synth import clustered_features
+
+    train, _ = clustered_features(n_img=16, caps=2, seed=0)
+    test, _ = clustered_features(n_img=8, caps=2, seed=1)
+    proto = EvalProtocol(epochs=2, seeds=(0, 1), batch_size=8)
+    a = pipeline.evaluate_set(train, test, proto, device="cpu")
+    b = evaluate(train, test, proto)
+    assert a.metrics_per_seed == b.metrics_per_seed and a.mean == b.mean
+    with pytest.raises(ValueError, match="device='cuda:5' asks for CUDA"):
+        pipeline.evaluate_set(train, test, proto, device="cuda:5")

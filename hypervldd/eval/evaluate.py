@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .._checks import has_values
 from .features import FeatureSet, as_feature_set
 from .metrics import DEFAULT_KS, retrieval_metrics
 from .pixel import evaluate_pixels, is_pixel_data
@@ -99,7 +100,7 @@ def _check_pairs(p: TrainPairs, test: FeatureSet) -> None:
             raise ValueError(f"{name} must be a 2-D floating-point tensor")
         if t.shape[0] == 0:
             raise ValueError(f"{name} is empty: nothing to train on")
-        if not bool(torch.isfinite(t).all()):
+        if has_values(t) and not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} holds NaN or inf")
     if p.image.shape[0] != p.text.shape[0]:
         raise ValueError(
@@ -120,13 +121,30 @@ def score_student(
 ) -> dict[str, float]:
     """Retrieval metrics of ``student`` on ``features`` (chunked ranking)."""
     student.eval()
-    img = _encode(student.encode_image, features.image)
-    txt = _encode(student.encode_text, features.text)
-    return retrieval_metrics(img, txt, features.txt2img, student.retrieval_score, ks=ks)
+    dev = _student_device(student)
+    img = _encode(student.encode_image, features.image, dev)
+    txt = _encode(student.encode_text, features.text, dev)
+    if dev.type == "cpu":
+        return retrieval_metrics(img, txt, features.txt2img, student.retrieval_score, ks=ks)
+
+    # A student on an accelerator scores its chunks there; the ranks are counted on the
+    # CPU, where the metrics' index tensors live (one copy per score chunk).
+    def score(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return student.retrieval_score(a.to(dev), b.to(dev)).cpu()
+
+    return retrieval_metrics(img, txt, features.txt2img, score, ks=ks)
 
 
-def _encode(fn: Any, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    return torch.cat([fn(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)], 0)
+def _student_device(student: Student) -> torch.device:
+    first = next(student.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _encode(fn: Any, x: torch.Tensor, device: torch.device, chunk: int = 8192) -> torch.Tensor:
+    """``fn`` over ``x`` in chunks on ``device``; the embeddings come back on the CPU."""
+    return torch.cat(
+        [fn(x[i : i + chunk].to(device)).cpu() for i in range(0, x.shape[0], chunk)], 0
+    )
 
 
 def evaluate(
@@ -137,6 +155,7 @@ def evaluate(
     val_features: Any = None,
     ks: Sequence[int] = DEFAULT_KS,
     num_threads: int | str | None = "auto",
+    device: str | torch.device | None = None,
 ) -> Result:
     """Train one student per seed on ``train_pairs``; report recall on ``test_features``.
 
@@ -155,6 +174,10 @@ def evaluate(
             Training on a small set is many small ops, which gain little from threads
             and lose a lot when threads contend: on a shared two-core machine the
             100-pair benchmark took 33 s with one thread and 737 s with two.
+        device: where the feature students train and encode (``None``: the CPU). The
+            students' initial weights come from the same CPU generator on every device;
+            the ranking metrics are counted on the CPU. Synthetic pixels (the pixel
+            student) train on the CPU.
 
     Returns:
         A :class:`Result` whose ``selection`` labels how checkpoints were chosen.
@@ -162,14 +185,15 @@ def evaluate(
     if num_threads == "auto":
         n = _num_pairs(train_pairs)
         num_threads = 1 if n is not None and n <= SMALL_TRAIN_SET else None
+    dev = torch.device(device) if device is not None else torch.device("cpu")
     if num_threads is None:
-        return _evaluate(train_pairs, test_features, protocol, val_features, ks)
+        return _evaluate(train_pairs, test_features, protocol, val_features, ks, dev)
     if isinstance(num_threads, str) or int(num_threads) < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     previous = torch.get_num_threads()
     torch.set_num_threads(int(num_threads))
     try:
-        return _evaluate(train_pairs, test_features, protocol, val_features, ks)
+        return _evaluate(train_pairs, test_features, protocol, val_features, ks, dev)
     finally:
         torch.set_num_threads(previous)
 
@@ -191,7 +215,9 @@ def _evaluate(
     protocol: EvalProtocol | None,
     val_features: Any,
     ks: Sequence[int],
+    device: torch.device | None = None,
 ) -> Result:
+    device = device if device is not None else torch.device("cpu")
     protocol = protocol or EvalProtocol()
     if not isinstance(protocol, EvalProtocol):
         raise TypeError(f"protocol must be an EvalProtocol, got {type(protocol).__name__}")
@@ -203,11 +229,11 @@ def _evaluate(
     pairs = as_train_pairs(train_pairs)
     _check_pairs(pairs, test)
     val = _selection_data(protocol, val_features, "val_features", as_feature_set)
-    image = pairs.image.float()
-    text = pairs.text.float()
+    image = pairs.image.float().to(device)
+    text = pairs.text.float().to(device)
     return _run_seeds(
         protocol,
-        _feature_student(protocol, image.shape[1], text.shape[1]),
+        _feature_student(protocol, image.shape[1], text.shape[1], device),
         _feature_fit(pairs, protocol, image, text),
         lambda student, fs: score_student(student, fs, ks=ks),
         test,
@@ -219,12 +245,13 @@ def _evaluate(
 
 
 def _feature_student(
-    protocol: EvalProtocol, d_img: int, d_txt: int
+    protocol: EvalProtocol, d_img: int, d_txt: int, device: torch.device | None = None
 ) -> Callable[[torch.Generator], Student]:
-    """``make(gen)``: a fresh feature student of ``protocol``, initialised from ``gen``."""
+    """``make(gen)``: a fresh feature student of ``protocol``, initialised from ``gen``
+    (a CPU generator) and placed on ``device``."""
 
     def make(gen: torch.Generator) -> Student:
-        return Student(d_img, d_txt, protocol.student, gen, protocol.trainable)
+        return Student(d_img, d_txt, protocol.student, gen, protocol.trainable, device=device)
 
     return make
 
@@ -234,6 +261,10 @@ def _feature_fit(
 ) -> Callable[[Student, torch.Generator, Callable[[int], None]], list[float]]:
     """``fit(student, gen, on_epoch)``: :func:`train_student` on ``pairs`` under ``protocol``."""
     similarity, lr_image, lr_text = _learned_settings(pairs, protocol)
+    dev = image.device
+    group = pairs.group.to(dev) if isinstance(pairs.group, torch.Tensor) else pairs.group
+    if isinstance(similarity, torch.Tensor):
+        similarity = similarity.to(dev)
 
     def fit(student: Student, gen: torch.Generator, on_epoch: Callable[[int], None]) -> list[float]:
         return train_student(
@@ -243,7 +274,7 @@ def _feature_fit(
             protocol,
             gen,
             similarity=similarity,
-            group=pairs.group,
+            group=group,
             lr_image=lr_image,
             lr_text=lr_text,
             on_epoch=on_epoch,

@@ -134,3 +134,39 @@ def test_train_student_runs_on_cuda(fake, backward_sweeps) -> None:
     assert len(losses) == 2  # no values to report on fake tensors: NaN placeholders
     assert all(v != v for v in losses)
     assert st.image_head.proj.weight.device == CUDA
+
+
+def test_evaluate_trains_and_encodes_its_students_on_cuda(
+    fake, backward_sweeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate(device=cuda): the students train and encode on the device (any device
+    mix-up raises here); the ranks are counted on the CPU, from CPU embeddings and scores.
+    The metrics themselves read values (a host sync), so a stand-in records what it got."""
+    import importlib
+
+    ev = importlib.import_module("hypervldd.eval.evaluate")  # the module, not the function
+
+    made: list[Student] = []
+    real_make = ev._feature_student
+
+    def make_spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        make = real_make(*args, **kwargs)
+        return lambda gen: made.append(make(gen)) or made[-1]
+
+    seen: list[tuple[torch.device, ...]] = []
+
+    def metrics(img, txt, txt2img, score, ks):  # noqa: ANN001, ANN202
+        s = score(img[:2], txt[:3])
+        seen.append((img.device, txt.device, s.device))
+        assert s.shape == (2, 3)
+        return {"mean": 0.0}
+
+    monkeypatch.setattr(ev, "_feature_student", make_spy)
+    monkeypatch.setattr(ev, "retrieval_metrics", metrics)
+    train = FeatureSet(torch.randn(6, 12), torch.randn(12, 7), torch.arange(6).repeat_interleave(2))
+    test = FeatureSet(torch.randn(4, 12), torch.randn(8, 7), torch.arange(4).repeat_interleave(2))
+    proto = EvalProtocol(student=TINY, epochs=1, batch_size=4, seeds=(0, 1))
+    ev.evaluate(train, test, proto, device=CUDA)
+    assert len(made) == 2 and all(p.device == CUDA for st in made for p in st.parameters())
+    cpu = torch.device("cpu")
+    assert seen == [(cpu, cpu, cpu)] * 2
