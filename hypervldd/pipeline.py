@@ -283,9 +283,15 @@ def distill(
     if out is not None:  # before the work: a directory or a path under a file would lose it
         check_output_file(out, what="out", force=True)
     device = resolve_device(device)  # before any work: a bad device fails at once
+    distiller = get_distiller(method, dict(config or {}))
+    if device.type != "cpu" and not distiller.device_ready:
+        warnings.warn(
+            f"{method} runs on the CPU: its device path is not checked yet (device={device})",
+            stacklevel=2,
+        )
+        device = torch.device("cpu")
     if device.type != "cpu":
         real = _on_device(real, device)
-    distiller = get_distiller(method, dict(config or {}))
     eng = _validating_engine(distiller)
     validate = None
     if eng is not None:

@@ -113,3 +113,19 @@ def test_evaluate_on_the_cpu_when_asked_is_the_default_evaluation() -> None:
     assert a.metrics_per_seed == b.metrics_per_seed and a.mean == b.mean
     with pytest.raises(ValueError, match="device='cuda:5' asks for CUDA"):
         pipeline.evaluate_set(train, test, proto, device="cuda:5")
+
+
+def test_methods_without_a_checked_device_path_run_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hypervldd.distill import available_methods, get_distiller
+    from tests._synth import clustered_features
+
+    ready = {m for m in available_methods() if get_distiller(m, {}).device_ready}
+    assert ready == {"moment_matching", "covmatch", "raha", "rank_align"}
+    train, _ = clustered_features(n_img=20, caps=2, seed=0)
+    monkeypatch.setattr(pipeline, "resolve_device", lambda d: torch.device("cuda", 0))
+    with pytest.warns(UserWarning, match="random runs on the CPU: its device path"):
+        syn = pipeline.distill(train, "random", 4, device="cuda")
+    assert syn.image.device.type == "cpu"
+    assert torch.equal(syn.image, pipeline.distill(train, "random", 4, device="cpu").image)

@@ -82,10 +82,14 @@ class Distiller(abc.ABC):
 
     Subclasses set ``method`` (the registry name) and ``Config`` (a frozen
     dataclass with the published defaults) and implement :meth:`_fit`.
+    ``device_ready`` says that the method runs with its real features on an
+    accelerator (checked by the fake-CUDA suite); the pipeline runs the others on the
+    CPU.
     """
 
     method: ClassVar[str] = ""
     Config: ClassVar[type]
+    device_ready: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         if config is None:

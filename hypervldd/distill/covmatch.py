@@ -213,6 +213,7 @@ class CovMatch(OnlineStudentDistiller):
     """CovMatch: cross-covariance + feature-mean matching through an online student."""
 
     method = "covmatch"
+    device_ready = True  # its device path: tests/fake_cuda
     Config = CovMatchConfig
 
     def _resolve(self, budget: int) -> None:
@@ -259,6 +260,7 @@ class MomentMatching(GradientDistiller):
     """Match the means and the image-text cross-covariance of the real features."""
 
     method = "moment_matching"
+    device_ready = True  # its device path: tests/fake_cuda
     Config = MomentMatchingConfig
 
     def _loss(

@@ -85,6 +85,7 @@ class RAHADistiller(OnlineStudentDistiller):
     """RAHA: rank-aware hyperbolic alignment of synthetic to real relevance structure."""
 
     method = "raha"
+    device_ready = True  # its device path: tests/fake_cuda
     Config = RAHAConfig
 
     def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
@@ -168,6 +169,7 @@ class RankAlignDistiller(GradientDistiller):
     """Full-dataset rank-aware hyperbolic alignment (see the module docstring)."""
 
     method = "rank_align"
+    device_ready = True  # its device path: tests/fake_cuda
     Config = RankAlignConfig
     distributed_aware = True
 
