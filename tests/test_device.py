@@ -122,7 +122,7 @@ def test_methods_without_a_checked_device_path_run_on_the_cpu(
     from tests._synth import clustered_features
 
     ready = {m for m in available_methods() if get_distiller(m, {}).device_ready}
-    assert ready == {"moment_matching", "covmatch", "raha", "rank_align"}
+    assert ready == {"moment_matching", "covmatch", "rank_align"}
     train, _ = clustered_features(n_img=20, caps=2, seed=0)
     monkeypatch.setattr(pipeline, "resolve_device", lambda d: torch.device("cuda", 0))
     with pytest.warns(UserWarning, match="random runs on the CPU: its device path"):
