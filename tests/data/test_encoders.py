@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
 
 import numpy as np
@@ -174,30 +173,12 @@ def test_text_preprocess_is_part_of_the_fingerprint(minilm):
 # -- open_clip and timm from local checkpoints ----------------------------------------------
 def test_open_clip_from_local_checkpoint(tmp_path):
     open_clip = pytest.importorskip("open_clip")
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {
-            "image_size": 32,
-            "layers": 1,
-            "width": 32,
-            "patch_size": 16,
-            "head_width": 16,
-        },
-        "text_cfg": {
-            "context_length": 12,
-            "vocab_size": 49408,
-            "width": 16,
-            "heads": 2,
-            "layers": 1,
-        },
-    }
-    (tmp_path / "hvd-test-tiny-clip.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(tmp_path / "hvd-test-tiny-clip.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model("hvd-test-tiny-clip", pretrained=None)
-    ckpt = tmp_path / "tiny.pt"
-    torch.save(model.state_dict(), ckpt)
-    img_enc, txt_enc = load_open_clip("hvd-test-tiny-clip", ckpt)
+    from ._tiny_models import TINY_CLIP, save_open_clip
+
+    ckpt = save_open_clip(tmp_path)
+    model = open_clip.create_model(TINY_CLIP, pretrained=None)
+    model.load_state_dict(torch.load(ckpt))
+    img_enc, txt_enc = load_open_clip(TINY_CLIP, ckpt)
     assert img_enc.dim == txt_enc.dim == 16
     assert img_enc.preprocess.size == 32
     x = img_enc.encode_images([Image.new("RGB", (50, 40), (200, 10, 10))])
@@ -206,7 +187,7 @@ def test_open_clip_from_local_checkpoint(tmp_path):
     assert torch.allclose(t.norm(dim=1), torch.ones(2), atol=1e-5)
     # The loaded weights are the saved ones, not a fresh random init.
     with torch.no_grad():
-        ref = model.eval().encode_text(open_clip.get_tokenizer("hvd-test-tiny-clip")(["a cat"]))
+        ref = model.eval().encode_text(open_clip.get_tokenizer(TINY_CLIP)(["a cat"]))
     assert torch.allclose(t[1], torch.nn.functional.normalize(ref, dim=-1)[0], atol=1e-5)
     assert img_enc.fingerprint() != txt_enc.fingerprint()
     with pytest.raises(FileNotFoundError, match="open_clip checkpoint not found .* nothing is"):
