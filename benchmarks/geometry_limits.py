@@ -24,7 +24,6 @@ to the cap); the largest distance is the largest one tested within it. Writes
 from __future__ import annotations
 
 import csv
-import math
 import os
 import sys
 import warnings
@@ -32,9 +31,8 @@ import warnings
 import torch
 
 import hypervldd.kernels as K
-from hypervldd.manifolds import Lorentz, PoincareBall
-from hypervldd.manifolds import lorentz_math as lm
-from hypervldd.numerics import ball_margin, max_radius
+from hypervldd.manifolds.accuracy import limit_pair
+from hypervldd.manifolds.accuracy import radius_cap as cap
 from hypervldd.optim import RiemannianSGD
 
 with warnings.catch_warnings():
@@ -46,38 +44,10 @@ DIRECTIONS = ("out", "in", "tangential", "random")
 FUNCTIONS = ("dist", "pairwise_dist", "expmap/logmap", "transp", "sgd step")
 
 
-def cap(model: str, dtype: torch.dtype) -> float:
-    if model == "lorentz":
-        return max_radius(dtype)
-    return 2.0 * math.atanh(1.0 - ball_margin(dtype))
-
-
-def pair(model: str, dtype: torch.dtype, r: float, d: float, direction: str, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    e = torch.randn(2, 6, generator=g, dtype=F64)
-    e1 = e[0] / e[0].norm()
-    e2 = e[1] - (e[1] @ e1) * e1
-    e2 = e2 / e2.norm()
-    w = {"out": e1, "in": -e1, "tangential": e2}.get(direction)
-    if w is None:
-        w = torch.randn(6, generator=g, dtype=F64)
-        w = w / w.norm()
-    man = Lorentz(1.0) if model == "lorentz" else PoincareBall(1.0)
-    if model == "lorentz":
-        x = lm.expmap0(torch.cat([torch.zeros(1), r * e1])[None], 1.0)
-        u = lm.transp0(x, torch.cat([torch.zeros(1), w])[None], 1.0)
-        y = man.expmap(x, d * u)
-        x, y = (man.projx(lm.clip_radius(t, 1.0, cap(model, dtype)).to(dtype)) for t in (x, y))
-        return man, x, y
-    x = man.projx((math.tanh(r / 2) * e1)[None])
-    y = man.expmap(x, d * w[None] / man.lambda_x(x, keepdim=True))
-    return man, man.projx(x.to(dtype)), man.projx(y.to(dtype))
-
-
 def checks(
     model: str, dtype: torch.dtype, r: float, d: float, direction: str
 ) -> tuple[dict[str, bool], float]:
-    man, x, y = pair(model, dtype, r, d, direction)
+    man, x, y = limit_pair(model, dtype, r, d, direction)
     tol = 1e-3 if dtype == F32 else 1e-9
     truth = man.dist(x.double(), y.double())
 

@@ -34,6 +34,8 @@ __all__ = [
     "envelope",
     "naive_lorentz_dist",
     "naive_poincare_dist",
+    "radius_cap",
+    "limit_pair",
 ]
 
 
@@ -133,3 +135,50 @@ def envelope(
                 worst = max(worst, relative_error(fn(x32, y32), ref))
             table[(r, d)] = worst
     return table
+
+
+def radius_cap(model: str, dtype: torch.dtype) -> float:
+    """The largest hyperbolic radius a point of ``model`` (``"lorentz"`` or ``"poincare"``,
+    c = 1) can have in ``dtype``: the Lorentz radius cap, or the ball's boundary margin."""
+    from ..numerics import ball_margin, max_radius
+
+    if model == "lorentz":
+        return max_radius(dtype)
+    return 2.0 * math.atanh(1.0 - ball_margin(dtype))
+
+
+def limit_pair(
+    model: str, dtype: torch.dtype, r: float, d: float, direction: str, seed: int = 0
+) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """``(manifold, x, y)`` with ``x`` at radius ``r`` and ``y = exp_x(d w)`` (c = 1).
+
+    ``w`` is a unit tangent vector: radially ``"out"`` or ``"in"``, ``"tangential"`` or
+    ``"random"``; built in float64 in 5 dimensions, then cast to ``dtype`` (Lorentz points
+    clipped to the dtype's radius cap, their time re-derived). The pairs of the limit
+    sweep (tests/manifolds/test_limit_sweep.py) and of benchmarks/geometry_limits.py.
+    """
+    from .lorentz import Lorentz
+    from .poincare import PoincareBall
+
+    f64 = torch.float64
+    g = torch.Generator().manual_seed(seed)
+    e = torch.randn(2, 6, generator=g, dtype=f64)
+    e1 = e[0] / e[0].norm()
+    e2 = e[1] - (e[1] @ e1) * e1
+    e2 = e2 / e2.norm()
+    w = {"out": e1, "in": -e1, "tangential": e2}.get(direction)
+    if w is None:
+        w = torch.randn(6, generator=g, dtype=f64)
+        w = w / w.norm()
+    if model == "lorentz":
+        man = Lorentz(1.0)
+        x = lm.expmap0(torch.cat([torch.zeros(1, dtype=f64), r * e1])[None], 1.0)
+        u = lm.transp0(x, torch.cat([torch.zeros(1, dtype=f64), w])[None], 1.0)  # unit, at x
+        y = man.expmap(x, d * u)
+        cap = radius_cap(model, dtype)
+        x, y = (man.projx(lm.clip_radius(t, 1.0, cap).to(dtype)) for t in (x, y))
+        return man, x, y
+    man = PoincareBall(1.0)
+    x = man.projx((math.tanh(r / 2) * e1)[None])
+    y = man.expmap(x, d * w[None] / man.lambda_x(x, keepdim=True))
+    return man, man.projx(x.to(dtype)), man.projx(y.to(dtype))

@@ -16,9 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hypervldd.kernels as K
-from hypervldd.manifolds import Lorentz, PoincareBall
-from hypervldd.manifolds import lorentz_math as lm
-from hypervldd.numerics import ball_margin, max_radius
+from hypervldd.manifolds.accuracy import limit_pair
+from hypervldd.manifolds.accuracy import radius_cap as cap
 from hypervldd.optim import RiemannianSGD
 
 with warnings.catch_warnings():
@@ -28,38 +27,6 @@ with warnings.catch_warnings():
 F32, F64 = torch.float32, torch.float64
 SWEEP = settings(max_examples=30, deadline=None)
 DIRECTIONS = ("out", "in", "tangential", "random")
-
-
-def cap(model: str, dtype: torch.dtype) -> float:
-    """Largest radius a point of this model and dtype can have (c = 1)."""
-    if model == "lorentz":
-        return max_radius(dtype)
-    return 2.0 * math.atanh(1.0 - ball_margin(dtype))
-
-
-def _pair(model: str, dtype: torch.dtype, r: float, d: float, direction: str, seed: int):
-    """x at radius r, y = exp_x(d w) with w a unit tangent vector (built in float64)."""
-    g = torch.Generator().manual_seed(seed)
-    e = torch.randn(2, 6, generator=g, dtype=F64)
-    e1 = e[0] / e[0].norm()
-    e2 = e[1] - (e[1] @ e1) * e1
-    e2 = e2 / e2.norm()
-    w = {"out": e1, "in": -e1, "tangential": e2}.get(direction)
-    if w is None:
-        w = torch.randn(6, generator=g, dtype=F64)
-        w = w / w.norm()
-    man = Lorentz(1.0) if model == "lorentz" else PoincareBall(1.0)
-    if model == "lorentz":
-        x = lm.expmap0(torch.cat([torch.zeros(1), r * e1])[None], 1.0)
-        u = lm.transp0(x, torch.cat([torch.zeros(1), w])[None], 1.0)  # unit, at x
-    else:
-        x = man.projx((math.tanh(r / 2) * e1)[None])
-        u = w[None] / man.lambda_x(x, keepdim=True)
-    y = man.expmap(x, d * u)
-    if model == "lorentz":  # within the dtype's own cap, time re-derived after the cast
-        x, y = (man.projx(lm.clip_radius(t, 1.0, cap(model, dtype)).to(dtype)) for t in (x, y))
-        return man, x, y
-    return man, man.projx(x.to(dtype)), man.projx(y.to(dtype))
 
 
 def _params(model: str, dtype: torch.dtype):
@@ -73,7 +40,7 @@ def _params(model: str, dtype: torch.dtype):
 
 
 def _check(model: str, dtype: torch.dtype, r: float, d: float, direction: str, seed: int):
-    man, x, y = _pair(model, dtype, r, d, direction, seed)
+    man, x, y = limit_pair(model, dtype, r, d, direction, seed)
     man.check_point(x, "x")
     man.check_point(y, "y")
     # dist: finite, symmetric; the float64 evaluation of the same inputs is the truth
