@@ -1,10 +1,11 @@
 """Python face of the compiled ops: dispatch, fake impls, autograd, reference fallback.
 
-Every op has one semantics in three places: the C++/CUDA kernel
-(``torch.ops.hypervldd.*``), its registered fake (meta) impl so that
-``torch.compile`` and export can trace it, and a pure-PyTorch reference in
-:mod:`.reference` that is the test oracle and the fallback when the extension
-is absent (``hypervldd.backend_info()`` says which one runs).
+Every op has one semantics in four places: the C++ CPU kernel
+(``torch.ops.hypervldd.*``) with its registered fake (meta) impl so that
+``torch.compile`` and export can trace it, the Triton GPU kernel in :mod:`.triton`
+(registered with ``torch.library.triton_op``; CUDA tensors go there), and a
+pure-PyTorch reference in :mod:`.reference` that is the test oracle and the fallback
+when neither applies (:func:`backend_for` says which one serves a device).
 
 Public ops: :func:`pairwise_dist`, :func:`contrastive_loss`, :func:`row_stats`
 (and the paired-row :func:`lorentz_dist_rows`). See ``docs/kernels.md``.
