@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from ._autograd import needed_grads
 from .reference import RowStats, paired_dist_ref
 
 __all__ = [
@@ -195,16 +196,7 @@ def _contrastive_backward(ctx, gloss, _grow, _gcol):  # noqa: ANN001, ANN202
     gx, gy, gc, gt = torch.ops.hypervldd.contrastive_loss_backward(
         gloss, x, y, c, tau, pos, row, col, ctx.manifold, ctx.tile
     )
-    need = ctx.needs_input_grad
-    return (
-        gx if need[0] else None,
-        gy if need[1] else None,
-        gc if need[2] else None,
-        gt if need[3] else None,
-        None,
-        None,
-        None,
-    )
+    return needed_grads(ctx, gx, gy, gc, gt)
 
 
 torch.library.register_autograd(
@@ -286,18 +278,7 @@ def _row_stats_backward(ctx, g_lse, g_w, g_r, _g_spos):  # noqa: ANN001, ANN202
         g_lse, g_w, g_r, x, y, c, tau, values, pos, lse, w, spos,
         ctx.rank_t, ctx.manifold, ctx.tile,
     )  # fmt: skip
-    need = ctx.needs_input_grad
-    return (
-        gx if need[0] else None,
-        gy if need[1] else None,
-        gc if need[2] else None,
-        gt if need[3] else None,
-        gv if need[4] else None,
-        None,
-        None,
-        None,
-        None,
-    )
+    return needed_grads(ctx, gx, gy, gc, gt, gv)
 
 
 torch.library.register_autograd(

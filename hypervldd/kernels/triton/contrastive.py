@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._autograd import needed_grads
 from ._host import c_scalar, gpu_op, launch, operand, precision, row_data, tile_configs
 from ._tile import dist_tile, grad_tile, load_rows, online_lse_step
 from .pairwise import grad_c, owner_grad
@@ -236,15 +237,7 @@ def _backward(ctx, gloss, _grow, _gcol):  # noqa: ANN001, ANN202
     gx, gy, gc, gt = torch.ops.hypervldd.triton_contrastive_loss_backward(
         gloss, x, y, c, tau, pos, row, col, ctx.manifold
     )
-    need = ctx.needs_input_grad
-    return (
-        gx if need[0] else None,
-        gy if need[1] else None,
-        gc if need[2] else None,
-        gt if need[3] else None,
-        None,
-        None,
-    )
+    return needed_grads(ctx, gx, gy, gc, gt)
 
 
 triton_contrastive_loss.register_autograd(_backward, setup_context=_setup)

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._autograd import needed_grads
 from ..reference import _lorentz_sinh_half_sq, paired_dist_ref
 from ._host import c_scalar, gpu_op, launch, operand, precision, row_data, tile_configs
 from ._tile import dist_tile, grad_tile, load_rows, online_lse_step
@@ -369,17 +370,7 @@ def _backward(ctx, g_lse, g_w, g_r, _g_spos):  # noqa: ANN001, ANN202
     gx, gy, gc, gt, gv = torch.ops.hypervldd.triton_row_stats_backward(
         g_lse, g_w, g_r, x, y, c, tau, values, pos, lse, w, spos, ctx.rank_t, ctx.manifold
     )
-    need = ctx.needs_input_grad
-    return (
-        gx if need[0] else None,
-        gy if need[1] else None,
-        gc if need[2] else None,
-        gt if need[3] else None,
-        gv if need[4] else None,
-        None,
-        None,
-        None,
-    )
+    return needed_grads(ctx, gx, gy, gc, gt, gv)
 
 
 triton_row_stats.register_autograd(_backward, setup_context=_setup)
