@@ -51,6 +51,7 @@ def test_pipeline_refuses_a_missing_gpu_before_any_work(monkeypatch: pytest.Monk
         raise AssertionError("work started before the device was checked")
 
     monkeypatch.setattr(pipeline, "_load_dataset", no_work)
+    monkeypatch.setattr(pipeline.features, "_load_dataset", no_work)  # where prepare calls it
     monkeypatch.setattr("hypervldd.distill.get_distiller", no_work)
     with pytest.raises(ValueError, match="device='cuda' asks for CUDA"):
         pipeline.prepare("emoji", device="cuda")
@@ -90,6 +91,7 @@ def test_cli_device_errors_name_the_option(
         raise AssertionError("work started before the device was checked")
 
     monkeypatch.setattr(pipeline, "_load_dataset", no_work)
+    monkeypatch.setattr(pipeline.features, "_load_dataset", no_work)  # where prepare calls it
     extra = {
         "prepare": [],
         "distill": ["--method", "random", "--budget", "2", "--out", "x.safetensors"],
@@ -124,7 +126,7 @@ def test_methods_without_a_checked_device_path_run_on_the_cpu(
     ready = {m for m in available_methods() if get_distiller(m, {}).device_ready}
     assert ready == {"moment_matching", "covmatch", "rank_align"}
     train, _ = clustered_features(n_img=20, caps=2, seed=0)
-    monkeypatch.setattr(pipeline, "resolve_device", lambda d: torch.device("cuda", 0))
+    monkeypatch.setattr(pipeline.distillation, "resolve_device", lambda d: torch.device("cuda", 0))
     with pytest.warns(UserWarning, match="random runs on the CPU: its device path"):
         syn = pipeline.distill(train, "random", 4, device="cuda")
     assert syn.image.device.type == "cpu"

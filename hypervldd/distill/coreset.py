@@ -52,8 +52,8 @@ class RandomConfig:
 
 
 @dataclass(frozen=True)
-class HerdingConfig:
-    """Herding (greedy mean matching) in ``feature_space``.
+class _SpaceConfig:
+    """A selection in ``feature_space`` (``"raw"`` or ``"warmup"``).
 
     ``warmup_epochs`` (5), ``lr`` (0.1) and ``batch_size`` (128) train the warm-up
     student (``student``) when ``feature_space == "warmup"``.
@@ -67,22 +67,29 @@ class HerdingConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
 
     def __post_init__(self) -> None:
-        _check_common(self)
+        if self.feature_space not in FEATURE_SPACES:
+            raise ValueError(
+                f"feature_space must be one of {FEATURE_SPACES}, got {self.feature_space!r}"
+            )
+        if int(self.warmup_epochs) < 1 or not (self.lr > 0) or int(self.batch_size) < 2:
+            raise ValueError(
+                f"warmup_epochs >= 1, lr > 0 and batch_size >= 2 required, got "
+                f"{self.warmup_epochs}, {self.lr}, {self.batch_size}"
+            )
 
 
 @dataclass(frozen=True)
-class KCenterConfig:
+class HerdingConfig(_SpaceConfig):
+    """Herding (greedy mean matching) in ``feature_space``.
+
+    ``warmup_epochs`` (5), ``lr`` (0.1) and ``batch_size`` (128) train the warm-up
+    student (``student``) when ``feature_space == "warmup"``.
+    """
+
+
+@dataclass(frozen=True)
+class KCenterConfig(_SpaceConfig):
     """K-center greedy (farthest-first traversal) in ``feature_space``."""
-
-    feature_space: str = "warmup"
-    distinct_images: bool = True
-    warmup_epochs: int = 5
-    lr: float = 0.1
-    batch_size: int = 128
-    student: StudentConfig = field(default_factory=StudentConfig)
-
-    def __post_init__(self) -> None:
-        _check_common(self)
 
 
 @dataclass(frozen=True)
@@ -109,18 +116,6 @@ class ForgettingConfig:
             raise ValueError(
                 f"lr must be > 0 and batch_size >= 2, got {self.lr}, {self.batch_size}"
             )
-
-
-def _check_common(cfg: Any) -> None:
-    if cfg.feature_space not in FEATURE_SPACES:
-        raise ValueError(
-            f"feature_space must be one of {FEATURE_SPACES}, got {cfg.feature_space!r}"
-        )
-    if int(cfg.warmup_epochs) < 1 or not (cfg.lr > 0) or int(cfg.batch_size) < 2:
-        raise ValueError(
-            f"warmup_epochs >= 1, lr > 0 and batch_size >= 2 required, got "
-            f"{cfg.warmup_epochs}, {cfg.lr}, {cfg.batch_size}"
-        )
 
 
 # -- shared pieces -------------------------------------------------------------------
@@ -262,27 +257,53 @@ def _once(
     return value
 
 
-# -- methods -------------------------------------------------------------------------
-@register
-class RandomCoreset(Distiller):
-    """Random real pairs."""
+def _take(available: torch.Tensor, group: torch.Tensor, i: int, distinct: bool) -> None:
+    """Mark pair ``i`` (and with ``distinct`` every pair of its image) unavailable, in place."""
+    if distinct:
+        available &= group != group[i]
+    else:
+        available[i] = False
 
-    method = "random"
-    Config = RandomConfig
+
+# -- methods -------------------------------------------------------------------------
+class _Coreset(Distiller):
+    """A selection of real pairs: subclasses give ``_select``; no keyword options."""
 
     def pool_size(self, data: RealData) -> int:
         return data.num_images if self.config.distinct_images else data.num_pairs
 
     def _fit(self, data: RealData, budget: int, seed: int, **kwargs: Any) -> SyntheticSet:
-        _no_kwargs(kwargs)
+        if kwargs:
+            raise TypeError(
+                f"unexpected keyword argument(s) for a coreset method: {sorted(kwargs)}"
+            )
         gen = torch.Generator().manual_seed(seed)
-        order = torch.randperm(data.num_pairs, generator=gen)
-        idx = select_pairs(order, data.pair_group, budget, self.config.distinct_images)
-        return _coreset(data, idx, self.method, self.config_dict(), seed)
+        idx, info = self._select(data, budget, seed, gen)
+        return _coreset(data, idx, self.method, self.config_dict(), seed, info)
+
+    def _select(
+        self, data: RealData, budget: int, seed: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, Any] | None]:
+        """The chosen pair indices and what to record about the choice (or None)."""
+        raise NotImplementedError
 
 
 @register
-class Herding(Distiller):
+class RandomCoreset(_Coreset):
+    """Random real pairs."""
+
+    method = "random"
+    Config = RandomConfig
+
+    def _select(
+        self, data: RealData, budget: int, seed: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, Any] | None]:
+        order = torch.randperm(data.num_pairs, generator=gen)
+        return select_pairs(order, data.pair_group, budget, self.config.distinct_images), None
+
+
+@register
+class Herding(_Coreset):
     """Herding: greedily keep the running mean of the selection closest to the data mean.
 
     Step ``t`` (1-based) picks ``argmin_i |mu - (s + z_i) / t|`` where ``s`` is
@@ -292,12 +313,9 @@ class Herding(Distiller):
     method = "herding"
     Config = HerdingConfig
 
-    def pool_size(self, data: RealData) -> int:
-        return data.num_images if self.config.distinct_images else data.num_pairs
-
-    def _fit(self, data: RealData, budget: int, seed: int, **kwargs: Any) -> SyntheticSet:
-        _no_kwargs(kwargs)
-        gen = torch.Generator().manual_seed(seed)
+    def _select(
+        self, data: RealData, budget: int, seed: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, Any] | None]:
         z = _space(data, self.config, seed, gen).double()
         mu = z.mean(0)
         sq = (z * z).sum(1)
@@ -311,15 +329,12 @@ class Herding(Distiller):
             i = int(torch.argmin(cost))
             chosen.append(i)
             s += z[i]
-            if self.config.distinct_images:
-                available &= data.pair_group != data.pair_group[i]
-            else:
-                available[i] = False
-        return _coreset(data, torch.tensor(chosen), self.method, self.config_dict(), seed)
+            _take(available, data.pair_group, i, self.config.distinct_images)
+        return torch.tensor(chosen), None
 
 
 @register
-class KCenter(Distiller):
+class KCenter(_Coreset):
     """K-center greedy: repeatedly add the pair farthest from the current selection.
 
     The first centre is a random pair (seeded); distances are Euclidean in the
@@ -329,41 +344,32 @@ class KCenter(Distiller):
     method = "kcenter"
     Config = KCenterConfig
 
-    def pool_size(self, data: RealData) -> int:
-        return data.num_images if self.config.distinct_images else data.num_pairs
-
-    def _fit(self, data: RealData, budget: int, seed: int, **kwargs: Any) -> SyntheticSet:
-        _no_kwargs(kwargs)
-        gen = torch.Generator().manual_seed(seed)
+    def _select(
+        self, data: RealData, budget: int, seed: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, Any] | None]:
         z = _space(data, self.config, seed, gen).double()
         first = int(torch.randint(z.shape[0], (1,), generator=gen))
         chosen = [first]
         mind = ((z - z[first]) ** 2).sum(1)
         available = torch.ones(z.shape[0], dtype=torch.bool)
         for _ in range(budget - 1):
-            if self.config.distinct_images:
-                available &= data.pair_group != data.pair_group[chosen[-1]]
-            else:
-                available[chosen[-1]] = False
+            _take(available, data.pair_group, chosen[-1], self.config.distinct_images)
             i = int(torch.argmax(torch.where(available, mind, -torch.inf)))
             chosen.append(i)
             mind = torch.minimum(mind, ((z - z[i]) ** 2).sum(1))
-        return _coreset(data, torch.tensor(chosen), self.method, self.config_dict(), seed)
+        return torch.tensor(chosen), None
 
 
 @register
-class Forgetting(Distiller):
+class Forgetting(_Coreset):
     """The pairs forgotten most often while a student trains on the real data."""
 
     method = "forgetting"
     Config = ForgettingConfig
 
-    def pool_size(self, data: RealData) -> int:
-        return data.num_images if self.config.distinct_images else data.num_pairs
-
-    def _fit(self, data: RealData, budget: int, seed: int, **kwargs: Any) -> SyntheticSet:
-        _no_kwargs(kwargs)
-        gen = torch.Generator().manual_seed(seed)
+    def _select(
+        self, data: RealData, budget: int, seed: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, Any] | None]:
         n, group = data.num_pairs, data.pair_group
         events, ever = _once(
             "forgetting", data, self.config, seed, gen, lambda g: _forgetting(data, self.config, g)
@@ -375,7 +381,7 @@ class Forgetting(Distiller):
         order = perm[torch.argsort(score[perm], descending=True, stable=True)]
         idx = select_pairs(order, group, budget, self.config.distinct_images)
         info = {"never_learned": int((~ever).sum()), "max_events": int(events.max())}
-        return _coreset(data, idx, self.method, self.config_dict(), seed, info)
+        return idx, info
 
 
 def _forgetting(
@@ -400,8 +406,3 @@ def _forgetting(
 
     _train_on_real(data, cfg, int(cfg.epochs), gen, on_batch)
     return events, ever
-
-
-def _no_kwargs(kwargs: dict) -> None:
-    if kwargs:
-        raise TypeError(f"unexpected keyword argument(s) for a coreset method: {sorted(kwargs)}")

@@ -144,9 +144,11 @@ class OnlineStudent:
 class OnlineStudentDistiller(GradientDistiller):
     """Base of methods that read features through an :class:`OnlineStudent`.
 
-    Subclasses call :meth:`_start_student` in ``_setup`` and :meth:`_real_tangents`
-    in ``_loss``; the student and its optimiser are checkpointed. Under
-    ``torch.distributed`` each rank encodes its slice of every real batch.
+    Subclasses call :meth:`_start_student` in ``_setup`` and give :meth:`_tangent_loss`:
+    each step advances the student on a real batch and compares its tangent features
+    of that batch with those of the synthetic set. The student and its optimiser are
+    checkpointed. Under ``torch.distributed`` each rank encodes its slice of every
+    real batch.
     """
 
     distributed_aware = True
@@ -159,6 +161,29 @@ class OnlineStudentDistiller(GradientDistiller):
 
     def _aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"student": self._online.optimizer}
+
+    def _loss(
+        self,
+        step: int,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        data: RealData,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
+        st, real_image, real_text = self._real_tangents(step, data, gen)
+        return self._tangent_loss(
+            real_image, real_text, st.image_tangent(image), st.text_tangent(text)
+        )
+
+    def _tangent_loss(
+        self,
+        real_image: torch.Tensor,
+        real_text: torch.Tensor,
+        syn_image: torch.Tensor,
+        syn_text: torch.Tensor,
+    ) -> torch.Tensor:
+        """The scalar loss between the real batch's and the synthetic set's tangent features."""
+        raise NotImplementedError
 
     def _real_tangents(
         self, step: int, data: RealData, gen: torch.Generator
@@ -228,18 +253,14 @@ class CovMatch(OnlineStudentDistiller):
         self._resolve(budget)
         self._start_student(data, gen)
 
-    def _loss(
+    def _tangent_loss(
         self,
-        step: int,
-        image: torch.Tensor,
-        text: torch.Tensor,
-        data: RealData,
-        gen: torch.Generator,
+        real_image: torch.Tensor,
+        real_text: torch.Tensor,
+        syn_image: torch.Tensor,
+        syn_text: torch.Tensor,
     ) -> torch.Tensor:
-        st, hv_t, hl_t = self._real_tangents(step, data, gen)
-        return _stat_loss(
-            hv_t, hl_t, st.image_tangent(image), st.text_tangent(text), self._rho, self._lam
-        )
+        return _stat_loss(real_image, real_text, syn_image, syn_text, self._rho, self._lam)
 
 
 @dataclass(frozen=True)

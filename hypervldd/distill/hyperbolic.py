@@ -103,18 +103,14 @@ class RAHADistiller(OnlineStudentDistiller):
         )
         self._start_student(data, gen)
 
-    def _loss(
+    def _tangent_loss(
         self,
-        step: int,
-        image: torch.Tensor,
-        text: torch.Tensor,
-        data: RealData,
-        gen: torch.Generator,
+        real_image: torch.Tensor,
+        real_text: torch.Tensor,
+        syn_image: torch.Tensor,
+        syn_text: torch.Tensor,
     ) -> torch.Tensor:
-        st, hv_t, hl_t = self._real_tangents(step, data, gen)
-        return self._loss_fn(
-            st.image_tangent(image), st.text_tangent(text), real_image=hv_t, real_text=hl_t
-        )
+        return self._loss_fn(syn_image, syn_text, real_image=real_image, real_text=real_text)
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._checks import check_finite, check_tensor
 from ..manifolds import Euclidean, Lorentz, PoincareBall
 from ..manifolds.base import Manifold
 
-__all__ = ["make_manifold", "BoundedPositive", "c_of"]
+__all__ = ["make_manifold", "BoundedPositive", "c_of", "ManifoldLayer"]
 
 _BY_NAME = {"lorentz": Lorentz, "poincare": PoincareBall, "euclidean": Euclidean}
 
@@ -44,6 +46,53 @@ def c_of(manifold: Manifold, like: torch.Tensor) -> torch.Tensor:
     """The manifold's curvature as a 0-d tensor in ``like``'s compute dtype and device."""
     dt = torch.float64 if like.dtype == torch.float64 else torch.float32
     return manifold.c.to(dtype=dt, device=like.device)
+
+
+class ManifoldLayer(nn.Module):
+    """What the layers on one manifold share: the manifold, the input check, the repr.
+
+    The manifold is built from a name or shared as given (:func:`make_manifold`, among
+    the subclass's ``manifolds``); ``sizes`` (``out_features=...`` or
+    ``num_classes=...``) become attributes beside ``in_features`` and make up the repr.
+    With ``time_coord`` (the Lorentz model) input points carry ``in_features + 1``
+    coordinates, time first.
+    """
+
+    manifolds: ClassVar[tuple[type, ...]] = ()
+    time_coord: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        manifold: str | Manifold,
+        c: float,
+        learn_c: bool,
+        in_features: int,
+        **sizes: int,
+    ) -> None:
+        super().__init__()
+        self.manifold = make_manifold(manifold, c, learn_c, self.manifolds)
+        self.in_features = in_features
+        for key, value in sizes.items():
+            setattr(self, key, value)
+        self._sizes = ("in_features", *sizes)
+
+    def _points(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` checked (a finite tensor of this layer's points) and the curvature ``c``."""
+        x = check_tensor(x, "x")
+        width = self.in_features + int(self.time_coord)
+        if x.shape[-1] != width:
+            what = (
+                f"be Lorentz points with last dimension {width} (time + {self.in_features} space)"
+                if self.time_coord
+                else f"have last dimension {width}"
+            )
+            raise ValueError(f"x must {what}, got shape {tuple(x.shape)}")
+        check_finite(x, "x")
+        x = self.manifold._point(x, "x")
+        return x, c_of(self.manifold, x)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={getattr(self, key)}" for key in self._sizes)
 
 
 class BoundedPositive(nn.Module):

@@ -12,10 +12,10 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_finite, check_tensor, validation_enabled
+from .._checks import check_tensor, validation_enabled
 from ..manifolds import Lorentz
 from ..manifolds import lorentz_math as lm
-from ._util import c_of, make_manifold
+from ._util import ManifoldLayer, c_of, make_manifold
 
 __all__ = [
     "LorentzLinear",
@@ -26,18 +26,7 @@ __all__ = [
 ]
 
 
-def _check_points(x: torch.Tensor, features: int | None, name: str = "x") -> torch.Tensor:
-    x = check_tensor(x, name)
-    if features is not None and x.shape[-1] != features + 1:
-        raise ValueError(
-            f"{name} must be Lorentz points with last dimension {features + 1} "
-            f"(time + {features} space), got shape {tuple(x.shape)}"
-        )
-    check_finite(x, name)
-    return x
-
-
-class LorentzLinear(nn.Module):
+class LorentzLinear(ManifoldLayer):
     r"""Lorentz fully-connected layer: ``y_s = W x + b``, ``y_0 = sqrt(1/c + |y_s|^2)``.
 
     The linear map acts on the full input point (time included) and produces
@@ -69,6 +58,9 @@ class LorentzLinear(nn.Module):
     ((2, 4), True)
     """
 
+    manifolds = (Lorentz,)
+    time_coord = True
+
     def __init__(
         self,
         in_features: int,
@@ -80,9 +72,7 @@ class LorentzLinear(nn.Module):
         bias: bool = True,
         activation: nn.Module | None = None,
     ) -> None:
-        super().__init__()
-        self.manifold = make_manifold(manifold, c, learn_c, (Lorentz,))
-        self.in_features, self.out_features = in_features, out_features
+        super().__init__(manifold, c, learn_c, in_features, out_features=out_features)
         self.linear = nn.Linear(in_features + 1, out_features, bias=bias)
         self.activation = activation
         with torch.no_grad():
@@ -94,18 +84,14 @@ class LorentzLinear(nn.Module):
                 self.linear.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.manifold._point(_check_points(x, self.in_features), "x")
-        c = c_of(self.manifold, x)
+        x, c = self._points(x)
         ys = self.linear(x)
         if self.activation is not None:
             ys = self.activation(ys)
         return torch.cat([lm.time_from_space(ys, c), ys], dim=-1)
 
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"
 
-
-class LorentzMLR(nn.Module):
+class LorentzMLR(ManifoldLayer):
     r"""Multinomial logistic regression on the Lorentz model (Bdeir et al., ICLR 2024).
 
     Class ``k`` has a hyperplane with normal ``z_k`` (a tangent vector at the
@@ -140,6 +126,9 @@ class LorentzMLR(nn.Module):
     ((5, 3), True)
     """
 
+    manifolds = (Lorentz,)
+    time_coord = True
+
     def __init__(
         self,
         in_features: int,
@@ -149,19 +138,14 @@ class LorentzMLR(nn.Module):
         c: float = 1.0,
         learn_c: bool = False,
     ) -> None:
-        super().__init__()
-        self.manifold = make_manifold(manifold, c, learn_c, (Lorentz,))
-        self.in_features, self.num_classes = in_features, num_classes
+        super().__init__(manifold, c, learn_c, in_features, num_classes=num_classes)
         self.z = nn.Parameter(torch.empty(num_classes, in_features))
         self.a = nn.Parameter(torch.zeros(num_classes))
         nn.init.normal_(self.z, std=1.0 / math.sqrt(in_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.manifold._point(_check_points(x, self.in_features), "x")
-        return lorentz_mlr_logits(x, self.z, self.a, c_of(self.manifold, x))
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, num_classes={self.num_classes}"
+        x, c = self._points(x)
+        return lorentz_mlr_logits(x, self.z, self.a, c)
 
 
 def lorentz_mlr_logits(

@@ -12,11 +12,11 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_finite, check_tensor
+from .._checks import check_tensor
 from ..manifolds import PoincareBall, conversions
 from ..manifolds import poincare_math as pm
 from ..numerics import max_radius
-from ._util import c_of, make_manifold
+from ._util import ManifoldLayer, c_of, make_manifold
 from .lorentz import lorentz_midpoint
 
 __all__ = [
@@ -27,14 +27,6 @@ __all__ = [
     "poincare_midpoint",
     "PoincareMidpoint",
 ]
-
-
-def _check_points(x: torch.Tensor, features: int, name: str = "x") -> torch.Tensor:
-    x = check_tensor(x, name)
-    if x.shape[-1] != features:
-        raise ValueError(f"{name} must have last dimension {features}, got shape {tuple(x.shape)}")
-    check_finite(x, name)
-    return x
 
 
 def poincare_mlr_logits(
@@ -75,7 +67,7 @@ def poincare_mlr_logits(
     return 2.0 * zn / sc * torch.asinh(num / a)
 
 
-class PoincareMLR(nn.Module):
+class PoincareMLR(ManifoldLayer):
     """Multinomial logistic regression on the Poincaré ball (HNN++ form).
 
     Args:
@@ -94,6 +86,8 @@ class PoincareMLR(nn.Module):
     ((5, 3), True)
     """
 
+    manifolds = (PoincareBall,)
+
     def __init__(
         self,
         in_features: int,
@@ -103,22 +97,16 @@ class PoincareMLR(nn.Module):
         c: float = 1.0,
         learn_c: bool = False,
     ) -> None:
-        super().__init__()
-        self.manifold = make_manifold(manifold, c, learn_c, (PoincareBall,))
-        self.in_features, self.num_classes = in_features, num_classes
+        super().__init__(manifold, c, learn_c, in_features, num_classes=num_classes)
         self.z = nn.Parameter(torch.randn(num_classes, in_features) / math.sqrt(in_features))
         self.r = nn.Parameter(torch.zeros(num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.manifold._point(_check_points(x, self.in_features), "x")
-        c = c_of(self.manifold, x)
+        x, c = self._points(x)
         return poincare_mlr_logits(x, self.z.to(x.dtype), self.r.to(x.dtype), c)
 
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, num_classes={self.num_classes}"
 
-
-class PoincareLinear(nn.Module):
+class PoincareLinear(ManifoldLayer):
     r"""Poincaré fully-connected layer of HNN++ (Shimizu et al., ICLR 2021, eq. 8).
 
     The MLR logits ``v_k(x)`` become the coordinates of the output through
@@ -142,6 +130,8 @@ class PoincareLinear(nn.Module):
     ((2, 3), True)
     """
 
+    manifolds = (PoincareBall,)
+
     def __init__(
         self,
         in_features: int,
@@ -152,9 +142,7 @@ class PoincareLinear(nn.Module):
         learn_c: bool = False,
         bias: bool = True,
     ) -> None:
-        super().__init__()
-        self.manifold = make_manifold(manifold, c, learn_c, (PoincareBall,))
-        self.in_features, self.out_features = in_features, out_features
+        super().__init__(manifold, c, learn_c, in_features, out_features=out_features)
         # HNN++ initialises the normals with std (2 D_in D_out)^-1/2 so that the
         # output radius does not grow with depth.
         std = (2.0 * in_features * out_features) ** -0.5
@@ -165,8 +153,7 @@ class PoincareLinear(nn.Module):
             self.register_buffer("r", torch.zeros(out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.manifold._point(_check_points(x, self.in_features), "x")
-        c = c_of(self.manifold, x)
+        x, c = self._points(x)
         sc = c.sqrt()
         v = poincare_mlr_logits(x, self.z.to(x.dtype), self.r.to(x.dtype), c)
         cap = max_radius(x.dtype)
@@ -175,11 +162,8 @@ class PoincareLinear(nn.Module):
         y = w / (1.0 + torch.sqrt(1.0 + c * w2))
         return pm.projx(y, c)
 
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"
 
-
-class MobiusLinear(nn.Module):
+class MobiusLinear(ManifoldLayer):
     r"""Möbius linear layer of HNN (Ganea et al., NeurIPS 2018): ``y = (M \otimes x) \oplus b``.
 
     The Möbius matrix-vector product ``M \otimes x = exp_0(M log_0(x))`` is
@@ -203,6 +187,8 @@ class MobiusLinear(nn.Module):
     ((2, 3), True)
     """
 
+    manifolds = (PoincareBall,)
+
     def __init__(
         self,
         in_features: int,
@@ -213,25 +199,19 @@ class MobiusLinear(nn.Module):
         learn_c: bool = False,
         bias: bool = True,
     ) -> None:
-        super().__init__()
-        self.manifold = make_manifold(manifold, c, learn_c, (PoincareBall,))
-        self.in_features, self.out_features = in_features, out_features
+        super().__init__(manifold, c, learn_c, in_features, out_features=out_features)
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.xavier_uniform_(self.weight)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.manifold._point(_check_points(x, self.in_features), "x")
-        c = c_of(self.manifold, x)
+        x, c = self._points(x)
         u = pm.logmap0(x, c)
         y = pm.expmap0(u @ self.weight.to(u.dtype).T, c)
         if self.bias is not None:
             b = pm.expmap0(self.bias.to(y.dtype), c)
             y = pm.mobius_add(y, b.expand_as(y), c)
         return pm.projx(y, c)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"
 
 
 def poincare_midpoint(

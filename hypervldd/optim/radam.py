@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch.optim.adam import adam as _torch_adam
 
+from ._base import RiemannianOptimizer, gather, pieces, restabilized
 from ._common import (
     authoritative,
     authoritative_tangent,
-    bucket_key,
     check_hparams,
     check_stabilize,
     decay_direction,
-    no_validation,
     retr_transp,
     riemannian_grad,
-    rows,
     shrink_to_origin,
-    split_params,
     sq_norm,
     to_param_dtype,
     work_dtype,
@@ -29,7 +26,7 @@ from ._common import (
 __all__ = ["RiemannianAdam", "RiemannianAdamW"]
 
 
-class RiemannianAdam(torch.optim.Optimizer):
+class RiemannianAdam(RiemannianOptimizer):
     r"""Adam on manifolds (Bécigneul & Ganea, ICLR 2019), with geoopt's conventions.
 
     For a parameter on a manifold with Riemannian gradient ``r`` at ``x``:
@@ -114,22 +111,6 @@ class RiemannianAdam(torch.optim.Optimizer):
             group.setdefault("amsgrad", False)
             group.setdefault("decoupled", False)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Perform one optimisation step; ``closure`` re-evaluates the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            flat, curved = split_params(group["params"])
-            if flat:
-                self._flat_step(group, flat)
-            if curved:
-                with no_validation():
-                    self._curved_step(group, curved)
-        return loss
-
     def _init_state(self, p: torch.Tensor, second_shape: tuple[int, ...] | None) -> dict:
         state = self.state[p]
         if len(state) == 0:
@@ -173,43 +154,25 @@ class RiemannianAdam(torch.optim.Optimizer):
             maximize=False,
         )
 
-    def _curved_step(self, group: dict[str, Any], pairs: list[tuple[torch.Tensor, Any]]) -> None:
-        use_foreach = group["foreach"] is not False
-        buckets: dict[Any, list[tuple[torch.Tensor, Any]]] = {}
-        for p, m in pairs:
-            # One second-moment scalar per point: the manifold's trailing ``ndim``
-            # dimensions collapse to 1 (as component_inner returns them).
-            nd = min(max(int(getattr(m, "ndim", 1)), 1), p.dim())
-            shape = (*p.shape[: p.dim() - nd], *([1] * nd))
-            state = self._init_state(p, shape)
-            state["step"] += 1
-            key = bucket_key(m, p, int(state["step"])) if use_foreach else None
-            if key is None:
-                self._update(group, m, [p])
-            else:
-                buckets.setdefault(key, []).append((p, m))
-        for members in buckets.values():
-            self._update(group, members[0][1], [p for p, _ in members])
+    def _count_step(self, p: torch.Tensor, m: Any) -> dict[str, Any]:
+        # One second-moment scalar per point: the manifold's trailing ``ndim``
+        # dimensions collapse to 1 (as component_inner returns them).
+        nd = min(max(int(getattr(m, "ndim", 1)), 1), p.dim())
+        shape = (*p.shape[: p.dim() - nd], *([1] * nd))
+        state = self._init_state(p, shape)
+        state["step"] += 1
+        return state
 
     def _update(self, group: dict[str, Any], m: Any, params: list[torch.Tensor]) -> None:
         beta1, beta2 = group["betas"]
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
         amsgrad = group["amsgrad"]
-        single = len(params) == 1
         states = [self.state[p] for p in params]
-
         wd_t = work_dtype(m, params[0].dtype)
-
-        def gather(get: Callable[[torch.Tensor, dict], torch.Tensor]) -> torch.Tensor:
-            if single:
-                return get(params[0], states[0]).as_subclass(torch.Tensor).to(wd_t)
-            parts = [rows(get(p, s)) for p, s in zip(params, states, strict=True)]
-            return torch.cat(parts).as_subclass(torch.Tensor).to(wd_t)
-
-        x = authoritative(m, gather(lambda p, s: p.detach()))
-        g = gather(lambda p, s: p.grad)
-        exp_avg = authoritative_tangent(m, x, gather(lambda p, s: s["exp_avg"]))
-        exp_avg_sq = gather(lambda p, s: s["exp_avg_sq"])
+        x = authoritative(m, gather([p.detach() for p in params], wd_t))
+        g = gather([p.grad for p in params], wd_t)
+        exp_avg = authoritative_tangent(m, x, gather([s["exp_avg"] for s in states], wd_t))
+        exp_avg_sq = gather([s["exp_avg_sq"] for s in states], wd_t)
         r = riemannian_grad(m, x, g)
         if wd != 0 and not group["decoupled"]:
             r = r + wd * decay_direction(m, x)
@@ -220,7 +183,7 @@ class RiemannianAdam(torch.optim.Optimizer):
         bias1 = 1.0 - beta1**step
         bias2 = 1.0 - beta2**step
         if amsgrad:
-            max_sq = torch.maximum(gather(lambda p, s: s["max_exp_avg_sq"]), exp_avg_sq)
+            max_sq = torch.maximum(gather([s["max_exp_avg_sq"] for s in states], wd_t), exp_avg_sq)
             denom = (max_sq / bias2).sqrt() + eps
         else:
             max_sq = None
@@ -230,24 +193,17 @@ class RiemannianAdam(torch.optim.Optimizer):
         if wd != 0 and group["decoupled"]:
             new_x, carry = shrink_to_origin(m, new_x, lr * wd)
             exp_avg = carry(exp_avg)
-        every = group["stabilize"]
-        if every is not None and step % every == 0:
-            new_x = m.projx(new_x)
-            exp_avg = m.proju(new_x, exp_avg)
+        new_x, exp_avg = restabilized(m, new_x, exp_avg, step, group["stabilize"])
 
-        sizes = None if single else [p.numel() // p.shape[-1] for p in params]
-
-        def scatter(t: torch.Tensor, get: Callable[[torch.Tensor, dict], torch.Tensor]) -> None:
-            pieces = [t] if single else t.split(sizes)
-            for p, s, piece in zip(params, states, pieces, strict=True):
-                dst = get(p, s)
+        def scatter(t: torch.Tensor, dsts: list[torch.Tensor]) -> None:
+            for dst, piece in zip(dsts, pieces(params, t), strict=True):
                 dst.copy_(piece.reshape(dst.shape))
 
-        scatter(to_param_dtype(m, new_x, params[0].dtype), lambda p, s: p)
-        scatter(exp_avg, lambda p, s: s["exp_avg"])
-        scatter(exp_avg_sq, lambda p, s: s["exp_avg_sq"])
+        scatter(to_param_dtype(m, new_x, params[0].dtype), params)
+        scatter(exp_avg, [s["exp_avg"] for s in states])
+        scatter(exp_avg_sq, [s["exp_avg_sq"] for s in states])
         if max_sq is not None:
-            scatter(max_sq, lambda p, s: s["max_exp_avg_sq"])
+            scatter(max_sq, [s["max_exp_avg_sq"] for s in states])
 
 
 class RiemannianAdamW(RiemannianAdam):

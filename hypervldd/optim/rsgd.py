@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch.optim.sgd import sgd as _torch_sgd
 
+from ._base import RiemannianOptimizer, gather, pieces, restabilized
 from ._common import (
     authoritative,
     authoritative_tangent,
-    bucket_key,
     check_hparams,
     check_stabilize,
     decay_direction,
-    no_validation,
     retr,
     retr_transp,
     riemannian_grad,
-    rows,
-    split_params,
     to_param_dtype,
     work_dtype,
 )
@@ -28,7 +25,7 @@ from ._common import (
 __all__ = ["RiemannianSGD"]
 
 
-class RiemannianSGD(torch.optim.Optimizer):
+class RiemannianSGD(RiemannianOptimizer):
     r"""SGD on manifolds: ``x <- exp_x(-lr * d)``, momentum carried by parallel transport.
 
     For a parameter on a manifold ``M`` (a :class:`geoopt.ManifoldParameter`) with
@@ -109,22 +106,6 @@ class RiemannianSGD(torch.optim.Optimizer):
             group.setdefault("foreach", None)
             group.setdefault("nesterov", False)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Perform one optimisation step; ``closure`` re-evaluates the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            flat, curved = split_params(group["params"])
-            if flat:
-                self._flat_step(group, flat)
-            if curved:
-                with no_validation():
-                    self._curved_step(group, curved)
-        return loss
-
     def _flat_step(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         bufs = [self.state[p].get("momentum_buffer") for p in params]
         _torch_sgd(
@@ -144,32 +125,20 @@ class RiemannianSGD(torch.optim.Optimizer):
             for p, b in zip(params, bufs, strict=True):
                 self.state[p]["momentum_buffer"] = b
 
-    def _curved_step(self, group: dict[str, Any], pairs: list[tuple[torch.Tensor, Any]]) -> None:
-        use_foreach = group["foreach"] is not False
-        buckets: dict[Any, list[tuple[torch.Tensor, Any]]] = {}
-        for p, m in pairs:
-            state = self.state[p]
-            if "step" not in state:
-                state["step"] = torch.tensor(0.0)
-            state["step"] += 1
-            key = bucket_key(m, p, int(state["step"])) if use_foreach else None
-            if key is None:
-                self._update(group, m, [p])
-            else:
-                buckets.setdefault(key, []).append((p, m))
-        for members in buckets.values():
-            self._update(group, members[0][1], [p for p, _ in members])
+    def _count_step(self, p: torch.Tensor, m: Any) -> dict[str, Any]:
+        state = self.state[p]
+        if "step" not in state:
+            state["step"] = torch.tensor(0.0)
+        state["step"] += 1
+        return state
 
     def _update(self, group: dict[str, Any], m: Any, params: list[torch.Tensor]) -> None:
         momentum, dampening = group["momentum"], group["dampening"]
         lr, wd = group["lr"], group["weight_decay"]
-        single = len(params) == 1
         # One (rows, D) problem per bucket; a lone parameter keeps its own shape.
-        x = params[0].detach() if single else torch.cat([rows(p.detach()) for p in params])
-        g = params[0].grad if single else torch.cat([rows(p.grad) for p in params])
-        wd_t = work_dtype(m, x.dtype)
-        x = authoritative(m, x.as_subclass(torch.Tensor).to(wd_t))
-        g = g.as_subclass(torch.Tensor).to(wd_t)
+        wd_t = work_dtype(m, params[0].dtype)
+        x = authoritative(m, gather([p.detach() for p in params], wd_t))
+        g = gather([p.grad for p in params], wd_t)
         r = riemannian_grad(m, x, g)
         if wd != 0:
             r = r + wd * decay_direction(m, x)
@@ -178,35 +147,22 @@ class RiemannianSGD(torch.optim.Optimizer):
             if any(b is None for b in bufs):
                 buf = r.clone()
             else:
-                buf = bufs[0] if single else torch.cat([rows(b) for b in bufs])
-                buf = authoritative_tangent(m, x, buf.to(wd_t))
+                buf = authoritative_tangent(m, x, gather(bufs, wd_t))
                 buf = momentum * buf + (1.0 - dampening) * r
             d = r + momentum * buf if group["nesterov"] else buf
             new_x, buf = retr_transp(m, x, -lr * d, buf, params[0].dtype)
         else:
             new_x, buf = retr(m, x, -lr * r, params[0].dtype), None
         step = int(self.state[params[0]]["step"])
-        every = group["stabilize"]
-        if every is not None and step % every == 0:
-            new_x = m.projx(new_x)
-            if buf is not None:
-                buf = m.proju(new_x, buf)
-        _write_back(params, to_param_dtype(m, new_x, params[0].dtype))
+        new_x, buf = restabilized(m, new_x, buf, step, group["stabilize"])
+        new_x = to_param_dtype(m, new_x, params[0].dtype)
+        for p, piece in zip(params, pieces(params, new_x), strict=True):
+            p.copy_(piece.reshape(p.shape))
         if buf is not None:
-            pieces = [buf] if single else buf.split([p.numel() // p.shape[-1] for p in params])
-            for p, piece in zip(params, pieces, strict=True):
+            for p, piece in zip(params, pieces(params, buf), strict=True):
                 piece = piece.reshape(p.shape).to(p.dtype)
                 st = self.state[p]
                 if st.get("momentum_buffer") is None:
                     st["momentum_buffer"] = piece.clone()
                 else:
                     st["momentum_buffer"].copy_(piece)
-
-
-def _write_back(params: list[torch.Tensor], new_x: torch.Tensor) -> None:
-    if len(params) == 1:
-        params[0].copy_(new_x.reshape(params[0].shape))
-        return
-    sizes = [p.numel() // p.shape[-1] for p in params]
-    for p, piece in zip(params, new_x.split(sizes), strict=True):
-        p.copy_(piece.reshape(p.shape))

@@ -93,7 +93,7 @@ def test_compare_reuses_the_full_data_reference(data, tmp_path, monkeypatch) -> 
         calls.append(tr is train)
         return real(tr, *a, **k)
 
-    monkeypatch.setattr(pipeline, "evaluate_set", counting)
+    monkeypatch.setattr(pipeline.comparison, "evaluate_set", counting)  # where compare calls it
     kw = dict(protocol=PROTO, cache_dir=tmp_path)
     a = pipeline.compare(feats, ["random"], [10], **kw)
     b = pipeline.compare(feats, ["random"], [10], **kw)

@@ -29,6 +29,8 @@ __all__ = [
     "pair_fast",
     "slow_tile",
     "load_rows",
+    "curvature",
+    "store_owner_grad",
     "online_lse_step",
 ]
 
@@ -71,6 +73,27 @@ def load_rows(r0_ptr, r1_ptr, r64_ptr, offs, n):
         tl.load(r1_ptr + offs, m, 1.0),
         tl.load(r64_ptr + offs, m, 1.0),
     )
+
+
+@triton.jit
+def curvature(c_ptr, x_ptr):
+    """The curvature ``c`` (a float64 scalar at ``c_ptr``) and its square root, in the
+    dtype of ``x_ptr``'s elements and in float64: ``(c, sc, c64, sc64)``."""
+    c64 = tl.load(c_ptr)
+    c = c64.to(x_ptr.dtype.element_ty)
+    return c, tl.sqrt(c), c64, tl.sqrt(c64)
+
+
+@triton.jit
+def store_owner_grad(gx_ptr, sgx0, sgx1, acc, acc64, sgd_ptr, sgd, offs_a, offs_d, N, D, pid_d):
+    """The end of an owner pass: writes the gradient block of the owner rows ``offs_a``
+    and columns ``offs_d`` (the fast part ``acc`` plus the exact part ``acc64``) and,
+    from column block 0 only, the rows' float64 ``sum_j G d`` (for the gradient of c)."""
+    out = acc + acc64.to(acc.dtype)
+    mask = (offs_a[:, None] < N) & (offs_d[None, :] < D)
+    tl.store(gx_ptr + offs_a[:, None] * sgx0 + offs_d[None, :] * sgx1, out, mask)
+    if pid_d == 0:
+        tl.store(sgd_ptr + offs_a, sgd, offs_a < N)
 
 
 @triton.jit

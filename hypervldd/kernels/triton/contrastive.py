@@ -17,7 +17,14 @@ import triton.language as tl
 
 from .._autograd import needed_grads
 from ._host import c_scalar, gpu_op, launch, operand, precision, row_data, tile_configs
-from ._tile import dist_tile, grad_tile, load_rows, online_lse_step
+from ._tile import (
+    curvature,
+    dist_tile,
+    grad_tile,
+    load_rows,
+    online_lse_step,
+    store_owner_grad,
+)
 from .pairwise import grad_c, owner_grad
 
 __all__ = ["lse_pass", "triton_contrastive_loss", "triton_contrastive_loss_backward"]
@@ -35,10 +42,7 @@ def _lse_pass(
     """Row log-sum-exp of ``s = -d / tau`` over all of y for BM rows of x, and (HAS_POS)
     the logit of each row's positive column. A NaN logit makes the row's lse NaN."""
     offs_a = tl.program_id(0) * BM + tl.arange(0, BM)
-    c64 = tl.load(c_ptr)
-    sc64 = tl.sqrt(c64)
-    c = c64.to(x_ptr.dtype.element_ty)
-    sc = tl.sqrt(c)
+    c, sc, c64, sc64 = curvature(c_ptr, x_ptr)
     inv_tau = 1.0 / tl.load(tau_ptr).to(x_ptr.dtype.element_ty)
     ra0, ra1, ra64 = load_rows(xr0, xr1, xr64, offs_a, N)
     if HAS_POS:
@@ -141,10 +145,7 @@ def _contrastive_bwd(
     pid_d = tl.program_id(1)
     offs_a = tl.program_id(0) * BM + tl.arange(0, BM)
     offs_d = pid_d * BD + tl.arange(0, BD)
-    c64 = tl.load(c_ptr)
-    sc64 = tl.sqrt(c64)
-    c = c64.to(x_ptr.dtype.element_ty)
-    sc = tl.sqrt(c)
+    c, sc, c64, sc64 = curvature(c_ptr, x_ptr)
     tau = tl.load(tau_ptr).to(x_ptr.dtype.element_ty)
     gs = tl.load(gs_ptr).to(x_ptr.dtype.element_ty)
     ra0, ra1, ra64 = load_rows(xr0, xr1, xr64, offs_a, N)
@@ -186,11 +187,7 @@ def _contrastive_bwd(
             acc, acc64, G, f, ok, sq, A, Ba, ra0, ra1, rb0, c,
             x_ptr, sx0, sx1, offs_a, N, y_ptr, sy0, sy1, offs_b, M, offs_d, D, MAN, PREC,
         )  # fmt: skip
-    out = acc + acc64.to(acc.dtype)
-    mask = (offs_a[:, None] < N) & (offs_d[None, :] < D)
-    tl.store(gx_ptr + offs_a[:, None] * sgx0 + offs_d[None, :] * sgx1, out, mask)
-    if pid_d == 0:
-        tl.store(sgd_ptr + offs_a, sgd, offs_a < N)
+    store_owner_grad(gx_ptr, sgx0, sgx1, acc, acc64, sgd_ptr, sgd, offs_a, offs_d, N, D, pid_d)
 
 
 @gpu_op("hypervldd::triton_contrastive_loss_backward")

@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from ._host import block_d, c_scalar, gpu_op, launch, operand, precision, row_data, tile_configs
-from ._tile import dist_tile, grad_tile, load_rows
+from ._tile import curvature, dist_tile, grad_tile, load_rows, store_owner_grad
 
 __all__ = ["triton_pairwise_dist", "triton_pairwise_dist_backward"]
 
@@ -31,10 +31,7 @@ def _pairwise_fwd(
 ):  # fmt: skip
     offs_a = tl.program_id(0) * BM + tl.arange(0, BM)
     offs_b = tl.program_id(1) * BN + tl.arange(0, BN)
-    c64 = tl.load(c_ptr)
-    sc64 = tl.sqrt(c64)
-    c = c64.to(x_ptr.dtype.element_ty)
-    sc = tl.sqrt(c)
+    c, sc, c64, sc64 = curvature(c_ptr, x_ptr)
     ra0, ra1, ra64 = load_rows(xr0, xr1, xr64, offs_a, N)
     rb0, rb1, rb64 = load_rows(yr0, yr1, yr64, offs_b, M)
     d, f, ok, sq, A, Ba, valid = dist_tile(
@@ -59,10 +56,7 @@ def _pairwise_bwd(
     pid_d = tl.program_id(1)
     offs_a = tl.program_id(0) * BM + tl.arange(0, BM)
     offs_d = pid_d * BD + tl.arange(0, BD)
-    c64 = tl.load(c_ptr)
-    sc64 = tl.sqrt(c64)
-    c = c64.to(x_ptr.dtype.element_ty)
-    sc = tl.sqrt(c)
+    c, sc, c64, sc64 = curvature(c_ptr, x_ptr)
     ra0, ra1, ra64 = load_rows(xr0, xr1, xr64, offs_a, N)
     acc = tl.zeros((BM, BD), dtype=x_ptr.dtype.element_ty)
     acc64 = tl.zeros((BM, BD), dtype=tl.float64)
@@ -81,11 +75,7 @@ def _pairwise_bwd(
             acc, acc64, G, f, ok, sq, A, Ba, ra0, ra1, rb0, c,
             x_ptr, sx0, sx1, offs_a, N, y_ptr, sy0, sy1, offs_b, M, offs_d, D, MAN, PREC,
         )  # fmt: skip
-    out = acc + acc64.to(acc.dtype)
-    mask = (offs_a[:, None] < N) & (offs_d[None, :] < D)
-    tl.store(gx_ptr + offs_a[:, None] * sgx0 + offs_d[None, :] * sgx1, out, mask)
-    if pid_d == 0:
-        tl.store(sgd_ptr + offs_a, sgd, offs_a < N)
+    store_owner_grad(gx_ptr, sgx0, sgx1, acc, acc64, sgd_ptr, sgd, offs_a, offs_d, N, D, pid_d)
 
 
 def _check(x: torch.Tensor, y: torch.Tensor, manifold: int) -> None:

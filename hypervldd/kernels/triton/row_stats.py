@@ -19,7 +19,7 @@ import triton.language as tl
 from .._autograd import needed_grads
 from ..reference import _lorentz_sinh_half_sq, paired_dist_ref
 from ._host import c_scalar, gpu_op, launch, operand, precision, row_data, tile_configs
-from ._tile import dist_tile, grad_tile, load_rows, online_lse_step
+from ._tile import curvature, dist_tile, grad_tile, load_rows, online_lse_step, store_owner_grad
 from .pairwise import grad_c, owner_grad
 
 __all__ = ["triton_row_stats", "triton_row_stats_backward"]
@@ -51,10 +51,7 @@ def _row_stats_fwd(
     offs_a = tl.program_id(0) * BM + tl.arange(0, BM)
     ma = offs_a < N
     dt = x_ptr.dtype.element_ty
-    c64 = tl.load(c_ptr)
-    sc64 = tl.sqrt(c64)
-    c = c64.to(dt)
-    sc = tl.sqrt(c)
+    c, sc, c64, sc64 = curvature(c_ptr, x_ptr)
     inv_tau = 1.0 / tl.load(tau_ptr).to(dt)
     inv_t = tl.load(invt_ptr).to(dt)
     ra0, ra1, ra64 = load_rows(xr0, xr1, xr64, offs_a, N)
@@ -176,10 +173,7 @@ def _row_stats_bwd(
     offs_v = tl.arange(0, BKV)
     ma = offs_a < N
     dt = x_ptr.dtype.element_ty
-    c64 = tl.load(c_ptr)
-    sc64 = tl.sqrt(c64)
-    c = c64.to(dt)
-    sc = tl.sqrt(c)
+    c, sc, c64, sc64 = curvature(c_ptr, x_ptr)
     inv_tau = 1.0 / tl.load(tau_ptr).to(dt)
     inv_t = tl.load(invt_ptr).to(dt)
     ra0, ra1, ra64 = load_rows(xr0, xr1, xr64, offs_a, N)
@@ -243,11 +237,8 @@ def _row_stats_bwd(
             acc, acc64, G, f, ok, sq, A, Ba, ra0, ra1, rb0, c,
             x_ptr, sx0, sx1, offs_a, N, y_ptr, sy0, sy1, offs_b, M, offs_d, D, MAN, PREC,
         )  # fmt: skip
-    out = acc + acc64.to(acc.dtype)
-    mask = ma[:, None] & (offs_d[None, :] < D)
-    tl.store(gx_ptr + offs_a[:, None] * sgx0 + offs_d[None, :] * sgx1, out, mask)
+    store_owner_grad(gx_ptr, sgx0, sgx1, acc, acc64, sgd_ptr, sgd, offs_a, offs_d, N, D, pid_d)
     if pid_d == 0:
-        tl.store(sgd_ptr + offs_a, sgd, ma)
         if SWAP:
             if HAS_V:
                 tl.store(gv_ptr + offs_a[:, None] * K + offs_v[None, :], gv, mv_a)
