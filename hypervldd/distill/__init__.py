@@ -5,7 +5,8 @@
 
 Methods: ``random``, ``herding``, ``kcenter``, ``forgetting`` (coresets);
 ``moment_matching``, ``covmatch``, ``raha``, ``rank_align`` and ``mtt``
-(trajectory matching, :mod:`.trajectory`) (gradient-based, on the optimisation
+(trajectory matching, :mod:`.trajectory` on the experts of :mod:`.experts` and the
+matching gradient of :mod:`.matching`) (gradient-based, on the optimisation
 engine of :mod:`.engine`).
 """
 
@@ -36,11 +37,12 @@ from .covmatch import (
     cross_covariance,
 )
 from .engine import DivergenceError, EngineConfig, GradientDistiller, kmeans_init, random_init
+from .experts import ExpertBuffer, ExpertConfig, train_experts
 from .hyperbolic import RAHAConfig, RAHADistiller, RankAlignConfig, RankAlignDistiller
 from .pds import PDS, PDSConfig
 from .pixels import PixelMatch, PixelMatchConfig, coreset_pixels
 from .provenance import ProvenanceError, check_provenance, provenance_mismatches
-from .trajectory import ExpertBuffer, ExpertConfig, MTTConfig, MTTDistiller, train_experts
+from .trajectory import MTTConfig, MTTDistiller
 
 __all__ = [
     "PDS",
