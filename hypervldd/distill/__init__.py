@@ -6,7 +6,9 @@
 Methods: ``random``, ``herding``, ``kcenter``, ``forgetting`` (coresets);
 ``moment_matching``, ``covmatch``, ``raha``, ``rank_align`` and ``mtt``
 (trajectory matching, :mod:`.trajectory` on the experts of :mod:`.experts` and the
-matching gradient of :mod:`.matching`) (gradient-based, on the optimisation
+matching gradient of :mod:`.matching`; over pixels with LoRA on an open_clip tower,
+``mtt_pixels`` in :mod:`.trajectory_pixels`, which needs the real images and is not
+registered) (gradient-based, on the optimisation
 engine of :mod:`.engine`).
 """
 
@@ -43,6 +45,7 @@ from .pds import PDS, PDSConfig
 from .pixels import PixelMatch, PixelMatchConfig, coreset_pixels
 from .provenance import ProvenanceError, check_provenance, provenance_mismatches
 from .trajectory import MTTConfig, MTTDistiller
+from .trajectory_pixels import MTTPixels, MTTPixelsConfig
 
 __all__ = [
     "PDS",
@@ -80,6 +83,8 @@ __all__ = [
     "RankAlignDistiller",
     "MTTConfig",
     "MTTDistiller",
+    "MTTPixels",
+    "MTTPixelsConfig",
     "ExpertConfig",
     "ExpertBuffer",
     "train_experts",

@@ -359,6 +359,24 @@ class MTTDistiller(GradientDistiller):
     def _resolved(self) -> dict[str, Any]:
         return {"num_experts": len(self._buffer), "buffer_key": self._buffer.key}
 
+    def _load_expert_state(self, init_state: dict[str, torch.Tensor]) -> None:
+        """Put an expert's initial state (frozen parts, temperature) into the template."""
+        self._objective.student.load_state_dict(init_state)
+
+    def _step_loss(self, seeds: list[int]) -> StepLoss:
+        """The inner loss of one iteration, its randomness from ``seeds`` (one per step)."""
+        cfg = self.config
+        rank = int(cfg.similarity_rank)
+        return make_step_loss(
+            self._objective,
+            self._buffer.layouts,
+            seeds,
+            batch=cfg.batch_syn,
+            feature_dropout=float(cfg.feature_dropout),
+            blend=bool(cfg.blend),
+            sim_scale=float(cfg.similarity_alpha) / rank if rank else 1.0,
+        )
+
     def _loss(
         self,
         step: int,
@@ -372,19 +390,10 @@ class MTTDistiller(GradientDistiller):
         e = int(torch.randint(int(cfg.max_start_epoch), (1,), generator=gen))
         seeds = torch.randint(2**62, (int(cfg.syn_steps),), generator=gen).tolist()
         expert = self._buffer.load(k)
-        self._objective.student.load_state_dict(expert.init_state)
+        self._load_expert_state(expert.init_state)
         theta0 = [expert.trajectories[s][e] for s in SIDES]
         target = [expert.trajectories[s][e + int(cfg.expert_epochs)] for s in SIDES]
-        rank = int(cfg.similarity_rank)
-        step_loss = make_step_loss(
-            self._objective,
-            self._buffer.layouts,
-            seeds,
-            batch=cfg.batch_syn,
-            feature_dropout=float(cfg.feature_dropout),
-            blend=bool(cfg.blend),
-            sim_scale=float(cfg.similarity_alpha) / rank if rank else 1.0,
-        )
+        step_loss = self._step_loss(seeds)
         inputs = [image, text, *self._learned.similarity_params()]
         leaves = [*inputs, self._learned.log_lr]
         if cfg.gradient == "unroll":
