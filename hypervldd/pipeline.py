@@ -39,6 +39,7 @@ __all__ = [
     "CompareResult",
     "inspect_artifact",
     "PIXEL_METHODS",
+    "PIXEL_OPT_IN",
     "pixel_split",
     "distill_pixels",
     "compare_pixels",
@@ -519,7 +520,7 @@ class CompareResult:
 
 #: Methods whose config has a ``student`` that must be the evaluation protocol's
 #: (trajectory matching trains its experts with it) unless the caller sets one.
-_PROTOCOL_STUDENT_METHODS = ("mtt",)
+_PROTOCOL_STUDENT_METHODS = ("mtt", "mtt_pixels")
 
 
 def _with_protocol_student(method: str, cfg: Any, protocol: Any) -> Any:
@@ -871,6 +872,9 @@ def _image_grid(dataset: Any, real: Any, indices: list[int], out: Path, *, label
 #: (the nearest real image of each prototype, or a decoder) and ``pixel_match``
 #: (optimised pixels).
 PIXEL_METHODS = ("random", "herding", "kcenter", "forgetting", "pds", "pixel_match")
+#: Pixel methods that run only when named: ``mtt_pixels`` (LoRA trajectory matching
+#: through an open_clip tower) is too slow for a default comparison.
+PIXEL_OPT_IN = ("mtt_pixels",)
 
 
 def pixel_split(dataset: Any, features: Any, image_size: int = 32) -> Any:
@@ -918,13 +922,15 @@ def distill_pixels(
     """A synthetic set with pixel images (``image_kind == "pixels"``) by ``method``.
 
     ``real`` are the real features, ``real_images (N_img, C, H, W)`` their images'
-    pixels in [0, 1]. Methods: :data:`PIXEL_METHODS`.
+    pixels in [0, 1]. Methods: :data:`PIXEL_METHODS` and :data:`PIXEL_OPT_IN`.
     """
-    from .distill import PixelMatch, coreset_pixels, get_distiller
+    from .distill import MTTPixels, PixelMatch, coreset_pixels, get_distiller
 
     cfg = dict(config or {})
     if method == "pixel_match":
         return PixelMatch(cfg).fit(real, budget, seed, real_images=real_images, progress=progress)
+    if method == "mtt_pixels":
+        return MTTPixels(cfg).fit(real, budget, seed, real_images=real_images, progress=progress)
     if method == "pds":
         captions = getattr(real, "captions", None)
         return get_distiller("pds", {**cfg, "image_output": "pixels"}).fit(
@@ -967,9 +973,11 @@ def compare_pixels(
 
     if "train" not in features or "test" not in features:
         raise PipelineError("features must contain the 'train' and 'test' splits")
-    bad = sorted(set(methods) - set(PIXEL_METHODS))
+    bad = sorted(set(methods) - set(PIXEL_METHODS + PIXEL_OPT_IN))
     if bad:
-        raise PipelineError(f"methods {bad} have no pixel path; pixel methods: {PIXEL_METHODS}")
+        raise PipelineError(
+            f"methods {bad} have no pixel path; pixel methods: {PIXEL_METHODS + PIXEL_OPT_IN}"
+        )
     protocol = protocol or EvalProtocol()
     ds = _load_dataset(dataset, None, progress) if not hasattr(dataset, "split") else dataset
     train = features["train"]
@@ -1003,7 +1011,7 @@ def compare_pixels(
     for budget in budgets:
         for method in methods:
             t0 = time.perf_counter()
-            cfg = (method_configs or {}).get(method)
+            cfg = _with_protocol_student(method, (method_configs or {}).get(method), protocol)
             syn = distill_pixels(
                 train,
                 px["train"].images,

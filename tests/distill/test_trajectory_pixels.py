@@ -225,3 +225,59 @@ def test_full_rank_adapters_follow_the_full_weight_trajectory(tiny):
             strict=True,
         ):
             torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_compare_pixels_runs_mtt_pixels_when_named(tiny, tmp_path):
+    from hypervldd.eval import EvalProtocol, StudentConfig
+    from hypervldd.eval.protocol import PixelStudentConfig
+    from hypervldd.pipeline import PIXEL_METHODS, _with_protocol_student, compare_pixels
+
+    from .test_pixels import _paired
+
+    assert "mtt_pixels" not in PIXEL_METHODS  # too slow for the default list
+    ds, feats = _paired()
+    proto = EvalProtocol(
+        epochs=2,
+        seeds=(0,),
+        student=StudentConfig(width=4),
+        pixel=PixelStudentConfig(width=4, depth=2),
+    )
+    cfg = _config(tiny)
+    del cfg["student"]  # compare gives the method the protocol's student
+    res = compare_pixels(
+        ds,
+        feats,
+        ["mtt_pixels"],
+        [4],
+        image_size=8,
+        protocol=proto,
+        references=False,
+        method_configs={"mtt_pixels": cfg},
+        out_dir=tmp_path,
+    )
+    (row,) = res.rows
+    assert row.method == "mtt_pixels" and row.budget == 4
+    assert row.storage_floats == 4 * (3 * 8 * 8 + 6) + 2  # pixels, texts, two step sizes
+    assert 0 <= row.metrics_mean["mean"] <= 100
+    assert _with_protocol_student("mtt_pixels", {}, proto)["student"]["width"] == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--methods", "mtt"], "pixel methods: ("),
+        (["--methods", "mtt_pixels", "--method-configs", '{"pixel_match": {}}'], "not among"),
+    ],
+)
+def test_cli_pixel_compare_names_mtt_pixels_and_checks_its_config(
+    argv, message, capsys, monkeypatch
+):
+    import hypervldd.cli as cli
+
+    def no_features(args):  # the checks come before features are prepared
+        raise AssertionError("features prepared before the methods were checked")
+
+    monkeypatch.setattr(cli, "_features", no_features)
+    assert cli.main(["compare", "--pixels", "8", *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and ("mtt_pixels" in err)
