@@ -55,6 +55,7 @@ __all__ = [
     "MTTPixelsConfig",
     "MTTPixels",
     "adapt_tower",
+    "base_tower",
     "build_pixel_expert",
     "pixel_side_names",
     "train_pixel_experts",
@@ -289,9 +290,10 @@ def _init_state(student: PixelStudent) -> dict[str, torch.Tensor]:
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     for k in sorted(tensors):
-        t = tensors[k].detach().contiguous().cpu()
+        t = tensors[k].detach().cpu()
         h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # Raw bytes (any dtype, 0-d included): reshape(-1) makes a 1-d contiguous copy.
+        h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
