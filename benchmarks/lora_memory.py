@@ -9,7 +9,7 @@ Cases: full weights and rank-8 LoRA (all ``nn.Linear`` layers), exact recomputed
 gradient and autograd through all steps, ``syn_steps`` 2 and 4, batch 2.
 
 The tower is randomly initialised (``pretrained=None``: nothing downloads). One
-matching iteration (:func:`hypervldd.distill.trajectory.matching_gradients`, or
+matching iteration (:func:`hypervldd.distill.matching.matching_gradients`, or
 autograd through all steps for ``unroll``) runs ``syn_steps`` SGD steps of a
 contrastive loss of ``batch`` synthetic 224x224 images against fixed text
 embeddings, then differentiates the normalised parameter distance with respect
@@ -43,7 +43,7 @@ def worker(mode: str, gradient: str, steps: int, batch: int, rank: int) -> dict:
     import open_clip
 
     from hypervldd.distill.lora import add_lora
-    from hypervldd.distill.trajectory import matching_gradients, unrolled_matching_loss
+    from hypervldd.distill.matching import matching_gradients, unrolled_matching_loss
 
     torch.manual_seed(0)
     torch.set_num_threads(2)

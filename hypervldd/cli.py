@@ -354,14 +354,17 @@ def _progress_log(args: argparse.Namespace):  # noqa: ANN202
 
 def _compare_pixels(args: argparse.Namespace) -> int:
     """``compare --pixels SIZE``: the pixel protocol on images resized to SIZE."""
-    from .pipeline import PIXEL_METHODS, _load_dataset, compare_pixels
+    from .pipeline import PIXEL_METHODS, PIXEL_OPT_IN, _load_dataset, compare_pixels
 
     methods = args.methods or list(PIXEL_METHODS)
-    unknown = sorted(set(methods) - set(PIXEL_METHODS))
+    unknown = sorted(set(methods) - set(PIXEL_METHODS + PIXEL_OPT_IN))
     if unknown:
-        raise CliError(f"methods {unknown} have no pixel path; pixel methods: {PIXEL_METHODS}")
+        raise CliError(
+            f"methods {unknown} have no pixel path; pixel methods: {PIXEL_METHODS + PIXEL_OPT_IN}"
+        )
     if args.pixels < 4:
         raise CliError("--pixels must be at least 4")
+    method_configs = _method_configs(args.method_configs, methods)
     feats = _features(args)
     dataset = _load_dataset(
         args.dataset, args.limit, not args.no_progress, args.image_root, _dataset_options(args)
@@ -372,6 +375,7 @@ def _compare_pixels(args: argparse.Namespace) -> int:
         methods,
         args.budgets,
         image_size=args.pixels,
+        method_configs=method_configs,
         protocol=_protocol(args),
         seed=args.seed,
         references=not args.no_references,

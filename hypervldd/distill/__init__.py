@@ -5,7 +5,10 @@
 
 Methods: ``random``, ``herding``, ``kcenter``, ``forgetting`` (coresets);
 ``moment_matching``, ``covmatch``, ``raha``, ``rank_align`` and ``mtt``
-(trajectory matching, :mod:`.trajectory`) (gradient-based, on the optimisation
+(trajectory matching, :mod:`.trajectory` on the experts of :mod:`.experts` and the
+matching gradient of :mod:`.matching`; over pixels with LoRA on an open_clip tower,
+``mtt_pixels`` in :mod:`.trajectory_pixels`, which needs the real images and is not
+registered) (gradient-based, on the optimisation
 engine of :mod:`.engine`).
 """
 
@@ -36,11 +39,13 @@ from .covmatch import (
     cross_covariance,
 )
 from .engine import DivergenceError, EngineConfig, GradientDistiller, kmeans_init, random_init
+from .experts import ExpertBuffer, ExpertConfig, train_experts
 from .hyperbolic import RAHAConfig, RAHADistiller, RankAlignConfig, RankAlignDistiller
 from .pds import PDS, PDSConfig
 from .pixels import PixelMatch, PixelMatchConfig, coreset_pixels
 from .provenance import ProvenanceError, check_provenance, provenance_mismatches
-from .trajectory import ExpertBuffer, ExpertConfig, MTTConfig, MTTDistiller, train_experts
+from .trajectory import MTTConfig, MTTDistiller
+from .trajectory_pixels import MTTPixels, MTTPixelsConfig
 
 __all__ = [
     "PDS",
@@ -78,6 +83,8 @@ __all__ = [
     "RankAlignDistiller",
     "MTTConfig",
     "MTTDistiller",
+    "MTTPixels",
+    "MTTPixelsConfig",
     "ExpertConfig",
     "ExpertBuffer",
     "train_experts",

@@ -32,7 +32,7 @@ from .evaluation import evaluate_set
 from .features import IMAGE_ENCODERS, TEXT_ENCODERS, build_encoders, prepare
 from .features import _load_dataset as _load_dataset
 from .inspection import inspect_artifact
-from .pixels import PIXEL_METHODS, compare_pixels, distill_pixels, pixel_split
+from .pixels import PIXEL_METHODS, PIXEL_OPT_IN, compare_pixels, distill_pixels, pixel_split
 from .results import CompareResult, CompareRow
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "CompareResult",
     "inspect_artifact",
     "PIXEL_METHODS",
+    "PIXEL_OPT_IN",
     "pixel_split",
     "distill_pixels",
     "compare_pixels",

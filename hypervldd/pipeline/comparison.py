@@ -18,7 +18,7 @@ from .results import CompareResult, CompareRow, _result_stats, _write_compare
 
 #: Methods whose config has a ``student`` that must be the evaluation protocol's
 #: (trajectory matching trains its experts with it) unless the caller sets one.
-_PROTOCOL_STUDENT_METHODS = ("mtt",)
+_PROTOCOL_STUDENT_METHODS = ("mtt", "mtt_pixels")
 
 
 def _with_protocol_student(method: str, cfg: Any, protocol: Any) -> Any:

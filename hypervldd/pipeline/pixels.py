@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .comparison import _with_protocol_student
 from .distillation import distill
 from .errors import PipelineError
 from .evaluation import evaluate_set
@@ -20,6 +21,9 @@ from .results import CompareResult, CompareRow, _result_stats, _write_compare
 #: (the nearest real image of each prototype, or a decoder) and ``pixel_match``
 #: (optimised pixels).
 PIXEL_METHODS = ("random", "herding", "kcenter", "forgetting", "pds", "pixel_match")
+#: Pixel methods that run only when named: ``mtt_pixels`` (LoRA trajectory matching
+#: through an open_clip tower) is too slow for a default comparison.
+PIXEL_OPT_IN = ("mtt_pixels",)
 
 
 def pixel_split(dataset: Any, features: Any, image_size: int = 32) -> Any:
@@ -67,13 +71,15 @@ def distill_pixels(
     """A synthetic set with pixel images (``image_kind == "pixels"``) by ``method``.
 
     ``real`` are the real features, ``real_images (N_img, C, H, W)`` their images'
-    pixels in [0, 1]. Methods: :data:`PIXEL_METHODS`.
+    pixels in [0, 1]. Methods: :data:`PIXEL_METHODS` and :data:`PIXEL_OPT_IN`.
     """
-    from ..distill import PixelMatch, coreset_pixels, get_distiller
+    from ..distill import MTTPixels, PixelMatch, coreset_pixels, get_distiller
 
     cfg = dict(config or {})
     if method == "pixel_match":
         return PixelMatch(cfg).fit(real, budget, seed, real_images=real_images, progress=progress)
+    if method == "mtt_pixels":
+        return MTTPixels(cfg).fit(real, budget, seed, real_images=real_images, progress=progress)
     if method == "pds":
         captions = getattr(real, "captions", None)
         return get_distiller("pds", {**cfg, "image_output": "pixels"}).fit(
@@ -116,9 +122,11 @@ def compare_pixels(
 
     if "train" not in features or "test" not in features:
         raise PipelineError("features must contain the 'train' and 'test' splits")
-    bad = sorted(set(methods) - set(PIXEL_METHODS))
+    bad = sorted(set(methods) - set(PIXEL_METHODS + PIXEL_OPT_IN))
     if bad:
-        raise PipelineError(f"methods {bad} have no pixel path; pixel methods: {PIXEL_METHODS}")
+        raise PipelineError(
+            f"methods {bad} have no pixel path; pixel methods: {PIXEL_METHODS + PIXEL_OPT_IN}"
+        )
     protocol = protocol or EvalProtocol()
     ds = _load_dataset(dataset, None, progress) if not hasattr(dataset, "split") else dataset
     train = features["train"]
@@ -152,7 +160,7 @@ def compare_pixels(
     for budget in budgets:
         for method in methods:
             t0 = time.perf_counter()
-            cfg = (method_configs or {}).get(method)
+            cfg = _with_protocol_student(method, (method_configs or {}).get(method), protocol)
             syn = distill_pixels(
                 train,
                 px["train"].images,

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from hypervldd.distill import prepare_real
+from hypervldd.distill.experts import SIDES, ExpertConfig, build_expert_student, train_experts
 from hypervldd.distill.lora import (
     LoRA,
     add_lora,
@@ -14,15 +15,8 @@ from hypervldd.distill.lora import (
     remove_lora,
     unmerge_lora,
 )
-from hypervldd.distill.trajectory import (
-    SIDES,
-    ExpertConfig,
-    _Objective,
-    build_expert_student,
-    make_step_loss,
-    matching_gradients,
-    train_experts,
-)
+from hypervldd.distill.matching import matching_gradients
+from hypervldd.distill.trajectory import _Objective, make_step_loss
 from hypervldd.eval import StudentConfig
 
 from .._synth import clustered_features

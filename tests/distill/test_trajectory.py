@@ -12,19 +12,20 @@ from hypervldd.distill import (
     SyntheticSet,
     prepare_real,
 )
-from hypervldd.distill.trajectory import (
+from hypervldd.distill.experts import (
     SIDES,
     ExpertConfig,
+    _expert_seed,
+    build_expert_student,
+    train_experts,
+)
+from hypervldd.distill.matching import matching_gradients, unrolled_matching_loss
+from hypervldd.distill.trajectory import (
     MTTConfig,
     MTTDistiller,
-    _expert_seed,
     _Objective,
-    build_expert_student,
     make_step_loss,
-    matching_gradients,
     soft_infonce,
-    train_experts,
-    unrolled_matching_loss,
 )
 from hypervldd.eval import EvalProtocol, StudentConfig, evaluate
 from hypervldd.eval.student import batch_targets, symmetric_infonce
