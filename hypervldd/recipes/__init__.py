@@ -367,7 +367,7 @@ def _check_checkpoints(
         side = item["option"].split("_")[0]
         if (
             item["option"].endswith("_encoder")
-            and f"{_PLACEHOLDER}/{item['path']}" not in encoders[side]
+            and encoders[side].split(":", 1)[1] != f"{_PLACEHOLDER}/{item['path']}"
         ):
             raise fail(
                 f"{key}.path",
@@ -463,18 +463,21 @@ def _check_published(value: Any, methods: dict[str, Any], fail: Any) -> dict[str
 
 
 def _check_configs(recipe: Recipe, fail: Any) -> None:
-    """Build every method's config at every budget (unknown keys, bad values)."""
+    """Build every method's config, alone and at every budget (unknown keys, bad values)."""
     from ..distill import get_distiller
 
-    for name in recipe.methods:
-        for b in recipe.budgets:
-            where = f"methods.{name}" + (
-                f".per_budget.{b}" if b in recipe.methods[name]["per_budget"] else ".config"
-            )
+    for name, spec in recipe.methods.items():
+        checks = [(f"methods.{name}.config", "", spec["config"])]
+        checks += [
+            (f"methods.{name}.per_budget.{b}", f" at {b} pairs", recipe.method_config(name, b))
+            for b in recipe.budgets
+            if b in spec["per_budget"]
+        ]
+        for where, at, cfg in checks:
             try:
-                get_distiller(name, recipe.method_config(name, b))
+                get_distiller(name, cfg)
             except (TypeError, ValueError) as err:
-                raise fail(where, f"is not a valid {name} config at {b} pairs: {err}") from err
+                raise fail(where, f"is not a valid {name} config{at}: {err}") from err
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -157,13 +157,15 @@ def compare_recipe(
     reference_cache: bool = True,
     device: Any = None,
     configure: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+    dataset_info: dict[str, Any] | None = None,
 ) -> Any:
     """The recipe's comparison on ``features`` (``{split: features}`` of its encoders).
 
     Runs :func:`hypervldd.pipeline.compare` once per budget with that budget's configs
     (:func:`method_config`, ``method_overrides`` on top; ``configure(method, cfg)`` may
     change them further, as the dry run does), the full-data row once, and returns one
-    :class:`~hypervldd.pipeline.CompareResult` (its ``dataset`` records the recipe).
+    :class:`~hypervldd.pipeline.CompareResult` (its ``dataset`` records the recipe, and
+    ``dataset_info``).
     ``out_dir`` gets ``results.md``/``results.json`` after every budget, and the plot
     at the end.
     """
@@ -197,7 +199,7 @@ def compare_recipe(
             device=device,
         )
         rows.extend(part.rows)
-        dataset = {**part.dataset, "recipe": recipe.name}
+        dataset = {**part.dataset, "recipe": recipe.name, **(dataset_info or {})}
         result = CompareResult(list(rows), part.protocol, part.selection, dataset)
         if out_dir is not None:
             _write_compare(result, Path(out_dir), plot=i == len(budgets) - 1)
@@ -286,6 +288,15 @@ def dry_run(
             reference_cache=False,
             device="cpu",
             configure=shrink,
+            dataset_info={
+                "dry_run": {
+                    "budget": budget,
+                    "configs_of_budget": smallest,
+                    "image_dim": img.dim,
+                    "text_dim": txt.dim,
+                    "encoders": [img.id, txt.id],
+                }
+            },
         )
     finally:
         torch.set_num_threads(threads)
