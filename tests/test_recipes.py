@@ -406,6 +406,16 @@ def test_published_tables_put_empty_cells_beside_the_papers() -> None:
     assert "| covmatch | 1000 | published |  |  |  |" in lines
 
 
+def test_docs_carry_each_recipes_published_numbers() -> None:
+    docs = (ROOT / "docs" / "results.md").read_text()
+    assert "## Reproducing the published tables" in docs
+    for name in RECIPES:
+        assert f"hypervldd compare --recipe {name} " in docs
+        assert published_table(load_recipe(name)) in docs, name
+    for page in ("README.md", "docs/data.md"):
+        assert "--recipe" in (ROOT / page).read_text(), page
+
+
 @pytest.mark.parametrize(
     "module",
     [
