@@ -350,7 +350,7 @@ def _method_configs(obj: dict | None, methods: Sequence[str]) -> dict[str, dict]
     return obj
 
 
-def _recipe_args(p: argparse.ArgumentParser) -> None:
+def _recipe_args(p: argparse.ArgumentParser, *, dry_run: bool = True) -> None:
     g = p.add_argument_group("published protocols (docs/results.md, `hypervldd recipes`)")
     g.add_argument(
         "--recipe",
@@ -364,6 +364,8 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
         help="folder holding the recipe's checkpoints "
         "(default $HYPERVLDD_CHECKPOINTS or ~/.cache/hypervldd/checkpoints)",
     )
+    if not dry_run:  # prepare and evaluate take the recipe's encoders and protocol only
+        return
     g.add_argument(
         "--dry-run",
         action="store_true",
@@ -653,6 +655,7 @@ def _check_output_paths(args: argparse.Namespace) -> None:
 def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="encode a dataset's splits into the feature cache")
     _data_args(p)
+    _recipe_args(p, dry_run=False)
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("distill", help="distil the training split into a synthetic set")
@@ -676,6 +679,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--artifact", help="a synthetic-set artifact")
     g.add_argument("--full-data", action="store_true", help="the full training split instead")
     _allow_mismatch_arg(p)
+    _recipe_args(p, dry_run=False)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("compare", help="several methods and budgets under one protocol")

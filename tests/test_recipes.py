@@ -430,3 +430,36 @@ def test_docstring_examples(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_evaluate_and_prepare_take_the_recipes_protocol_and_encoders(
+    karpathy: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hypervldd.cli as cli
+    import hypervldd.pipeline as pipeline
+
+    seen: dict = {}
+
+    def features(args, splits=("train", "val", "test")):  # noqa: ANN001, ANN202
+        seen["args"] = args
+        return {"train": None, "test": None}
+
+    def fake_evaluate(train, test, protocol, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen["protocol"] = protocol
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_features", features)
+    monkeypatch.setattr(pipeline, "evaluate_set", fake_evaluate)
+    path, images = karpathy
+    ck = _checkpoints_for("coco-raha", tmp_path / "ck")
+    argv = ["evaluate", "--recipe", "coco-raha", "--dataset", str(path), "--image-root"]
+    argv += [str(images), "--checkpoints", str(ck), "--full-data", "--seeds", "1"]
+    assert main(argv) == 130
+    proto = seen["protocol"]
+    assert (proto.batch_size, proto.selection, len(proto.seeds)) == (64, "test", 1)
+    assert seen["args"].text_encoder == f"hf:{ck}/bert-base-uncased"
+    seen.clear()
+    argv = ["prepare", "--recipe", "coco-raha", "--dataset", str(path), "--image-root"]
+    argv += [str(images), "--checkpoints", str(tmp_path / "empty")]
+    assert main(argv) == 1  # the checkpoints are checked before any encoding
+    assert "args" not in seen

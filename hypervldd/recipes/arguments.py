@@ -58,7 +58,8 @@ def relax_required(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_recipe_args(args: Any, explicit: set[str]) -> Recipe:
-    """Fill ``compare``/``distill`` arguments from ``args.recipe``; explicit flags win.
+    """Fill ``compare``/``distill``/``prepare``/``evaluate`` arguments from ``args.recipe``;
+    explicit flags win.
 
     Sets the encoders and checkpoint options (resolved under ``args.checkpoints``), the
     methods and budgets (``compare``) or the method (``distill``), and checks, before any
@@ -83,7 +84,7 @@ def apply_recipe_args(args: Any, explicit: set[str]) -> Recipe:
         args.budgets = list(recipe.budgets)
     if hasattr(args, "method") and "method" not in explicit:
         args.method = recipe.method
-    if not args.dry_run:
+    if not getattr(args, "dry_run", False):
         missing = recipe.missing_checkpoints(args.checkpoints, skip=explicit)
         if missing:
             raise RecipeError(recipe.missing_message(missing, args.checkpoints))

@@ -43,12 +43,16 @@ __all__ = [
     "dry_run_config",
     "dry_run_budget",
     "DRY_RUN_PROTOCOL",
+    "DRY_RUN_IMAGES",
     "compare_recipe",
     "dry_run",
     "list_recipes",
     "describe_recipe",
     "published_table",
 ]
+
+#: Images a dry run keeps of the dataset when no ``limit`` is given (a fixed subset).
+DRY_RUN_IMAGES = 64
 
 #: Protocol fields of a dry run: two epochs, one student seed, heads 64 wide (the
 #: recipe's width is checked when it loads; at 2304 the heads dominate a dry run's cost).
@@ -224,12 +228,13 @@ def dry_run(
     """The recipe end to end at tiny scale with stand-in encoders; a ``CompareResult``.
 
     ``dataset`` is anything ``--dataset`` takes (e.g. a small Karpathy JSON with
-    ``image_root``). Features come from :mod:`.standin` encoders of the recipe's widths
-    (cached under ``cache_dir``, by default a temporary folder removed afterwards); each
-    method runs at :func:`dry_run_budget` pairs with :func:`dry_run_config` and the
-    recipe's protocol with :data:`DRY_RUN_PROTOCOL` on top, on the CPU;
-    ``method_overrides`` (``{method: {config fields}}``) apply before the shrinking. The recall
-    numbers mean nothing; that it finishes is the check.
+    ``image_root``), cut to ``limit`` images (default :data:`DRY_RUN_IMAGES`). Features
+    come from :mod:`.standin` encoders of the recipe's widths (cached under ``cache_dir``,
+    by default a temporary folder removed afterwards); each method runs at
+    :func:`dry_run_budget` pairs with :func:`dry_run_config` (after ``method_overrides``,
+    ``{method: {config fields}}``) and the recipe's protocol with
+    :data:`DRY_RUN_PROTOCOL` on top, on the CPU. The recall numbers mean nothing; that
+    it finishes is the check.
     """
     from ..data import extract_features
     from ..pipeline import _load_dataset
@@ -242,6 +247,7 @@ def dry_run(
             raise RecipeError(
                 f"recipe {recipe.name}: method {m!r} is not in it ({recipe.method_names})"
             )
+    limit = DRY_RUN_IMAGES if limit is None else limit
     ds = _load_dataset(dataset, limit, progress, image_root, dataset_options)
     missing = [s for s in ("train", "test") if s not in ds.splits]
     if missing:
