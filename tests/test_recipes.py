@@ -463,3 +463,46 @@ def test_evaluate_and_prepare_take_the_recipes_protocol_and_encoders(
     argv += [str(images), "--checkpoints", str(tmp_path / "empty")]
     assert main(argv) == 1  # the checkpoints are checked before any encoding
     assert "args" not in seen
+
+
+def test_compare_recipe_runs_each_budget_with_its_config(tmp_path: Path) -> None:
+    from hypervldd.recipes.run import compare_recipe
+    from tests.test_cli import _paired
+
+    data = _raw("flickr30k-covmatch")
+    data["budgets"] = [3, 5]
+    data["protocol"] = {"epochs": 1, "lr_decay_epochs": [], "seeds": [0], "student": {"width": 8}}
+    data["methods"]["covmatch"]["config"]["engine"]["iterations"] = 2
+    data["methods"]["covmatch"]["per_budget"] = {"5": {"rho": 1.5, "lam": 0.3}}
+    data["methods"]["random"] = {}
+    recipe = parse_recipe(data, where="test.toml")
+    seen: list[tuple[str, dict]] = []
+
+    def record(method: str, cfg: dict) -> dict:
+        seen.append((method, cfg))
+        return cfg
+
+    feats = {"train": _paired(0), "test": _paired(1)}
+    result = compare_recipe(
+        recipe,
+        feats,
+        out_dir=tmp_path / "out",
+        reference_cache=False,
+        device="cpu",
+        configure=record,
+        method_overrides={"covmatch": {"reset_every": 7}},
+    )
+    got = [(r.method, r.budget) for r in result.rows]
+    assert got == [("full data", None), ("covmatch", 3), ("random", 3)] + [
+        ("covmatch", 5),
+        ("random", 5),
+    ]
+    cm = [cfg for m, cfg in seen if m == "covmatch"]
+    # 3 pairs has no overrides: the base config, whose rho/lam the method resolves itself.
+    assert "rho" not in cm[0] and cm[0]["engine"]["iterations"] == 2
+    assert (cm[1]["rho"], cm[1]["lam"]) == (1.5, 0.3)  # the 5-pair overrides
+    assert all(c["reset_every"] == 7 and c["student"]["width"] == 8 for c in cm)
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["budget"] for r in written["rows"]] == [None, 3, 3, 5, 5]
+    assert written["dataset"]["recipe"] == "flickr30k-covmatch"
+    assert (tmp_path / "out" / "recall_vs_budget.png").is_file()
