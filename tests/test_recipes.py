@@ -505,4 +505,4 @@ def test_compare_recipe_runs_each_budget_with_its_config(tmp_path: Path) -> None
     written = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["budget"] for r in written["rows"]] == [None, 3, 3, 5, 5]
     assert written["dataset"]["recipe"] == "flickr30k-covmatch"
-    assert (tmp_path / "out" / "recall_vs_budget.png").is_file()
+    assert (tmp_path / "out" / "results.md").read_text() == result.markdown() + "\n"

@@ -170,11 +170,10 @@ def compare_recipe(
     change them further, as the dry run does), the full-data row once, and returns one
     :class:`~hypervldd.pipeline.CompareResult` (its ``dataset`` records the recipe, and
     ``dataset_info``).
-    ``out_dir`` gets ``results.md``/``results.json`` after every budget, and the plot
-    at the end.
+    ``out_dir`` gets ``results.md``/``results.json`` after every budget (no plot).
     """
     from .._paths import check_output_dir
-    from ..pipeline import CompareResult, _write_compare, compare
+    from ..pipeline import CompareResult, compare
 
     if out_dir is not None:  # before the work, as compare does
         check_output_dir(out_dir, what="out_dir")
@@ -206,8 +205,17 @@ def compare_recipe(
         dataset = {**part.dataset, "recipe": recipe.name, **(dataset_info or {})}
         result = CompareResult(list(rows), part.protocol, part.selection, dataset)
         if out_dir is not None:
-            _write_compare(result, Path(out_dir), plot=i == len(budgets) - 1)
+            _write_tables(result, Path(out_dir))
     return result
+
+
+def _write_tables(result: Any, out: Path) -> None:
+    """``results.md`` and ``results.json`` as ``compare`` writes them (atomically)."""
+    from ..data._io import atomic_write_bytes
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "results.md", (result.markdown() + "\n").encode())
+    atomic_write_bytes(out / "results.json", (result.to_json() + "\n").encode())
 
 
 def dry_run(

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..data.encoders import ImageEncoder, ImagePreprocess, TextEncoder, TextPreprocess
+from ..data import ImageEncoder, ImagePreprocess, TextEncoder, TextPreprocess
 
 __all__ = ["StandInImageEncoder", "StandInTextEncoder"]
 
