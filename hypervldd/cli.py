@@ -440,6 +440,8 @@ def _compare_recipe(args: argparse.Namespace) -> int:
         if pub:
             print(f"\npublished ({pub['source']}; {pub['protocol']}):\n")
             print(published_table(recipe, ours=False))
+        if args.out_dir:
+            print(f"\nwritten: {args.out_dir}/results.md, results.json")
     return 0
 
 
