@@ -167,7 +167,8 @@ def _protocol_args(p: argparse.ArgumentParser) -> None:
 def _protocol(args: argparse.Namespace):  # noqa: ANN202
     from .eval import EvalProtocol
 
-    base = EvalProtocol().to_dict()
+    recipe = getattr(args, "recipe_obj", None)  # --recipe: its protocol is the base
+    base = (recipe.eval_protocol() if recipe else EvalProtocol()).to_dict()
     base.update(args.protocol or {})
     if args.seeds is not None:
         if args.seeds < 1:
@@ -233,6 +234,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 def _cmd_distill(args: argparse.Namespace) -> int:
     from .pipeline import describe_selection, distill, wants_validation
 
+    if getattr(args, "recipe_obj", None) is not None and _distill_recipe(args):
+        return 0  # a dry run
     try:
         validated = wants_validation(args.method, args.config)
     except (KeyError, TypeError, ValueError) as err:
@@ -300,6 +303,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .distill import available_methods
     from .pipeline import compare
 
+    if getattr(args, "recipe_obj", None) is not None:
+        return _compare_recipe(args)
     if args.pixels is not None:
         return _compare_pixels(args)
     methods = args.methods or available_methods()
@@ -343,6 +348,154 @@ def _method_configs(obj: dict | None, methods: Sequence[str]) -> dict[str, dict]
         if not isinstance(cfg, dict):
             raise CliError(f"--method-configs[{name!r}] must be a JSON object of config fields")
     return obj
+
+
+def _recipe_args(p: argparse.ArgumentParser, *, dry_run: bool = True) -> None:
+    g = p.add_argument_group("published protocols (docs/results.md, `hypervldd recipes`)")
+    g.add_argument(
+        "--recipe",
+        default=None,
+        help="a recipe name or .toml file: its encoders, protocol, methods, budgets and configs "
+        "become the defaults (explicit flags win); `--recipe list` lists them",
+    )
+    g.add_argument(
+        "--checkpoints",
+        default=None,
+        help="folder holding the recipe's checkpoints "
+        "(default $HYPERVLDD_CHECKPOINTS or ~/.cache/hypervldd/checkpoints)",
+    )
+    if not dry_run:  # prepare and evaluate take the recipe's encoders and protocol only
+        return
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run the recipe end to end at tiny scale: stand-in random encoders, a few "
+        "iterations, one student seed, the smallest budget (no checkpoints needed)",
+    )
+
+
+def _dry_run(args: argparse.Namespace, methods: Sequence[str]) -> int:
+    from .recipes.run import dry_run
+
+    result = dry_run(
+        args.recipe_obj,
+        args.dataset,
+        image_root=args.image_root,
+        dataset_options=_dataset_options(args),
+        limit=args.limit,
+        methods=methods,
+        method_overrides=_method_configs(getattr(args, "method_configs", None), methods),
+        cache_dir=args.cache_dir,
+        out_dir=getattr(args, "out_dir", None),
+        progress=not args.no_progress,
+        log=_progress_log(args),
+    )
+    if _is_main():
+        print(result.markdown())
+        print(
+            f"\ndry run of {args.recipe_obj.name} passed (stand-in encoders: numbers mean nothing)"
+        )
+    return 0
+
+
+def _compare_recipe(args: argparse.Namespace) -> int:
+    """``compare --recipe``: the recipe's budgets one by one, then the published numbers."""
+    from .recipes.run import compare_recipe, published_table
+
+    recipe = args.recipe_obj
+    unknown = sorted(set(args.methods) - set(recipe.methods))
+    if unknown:
+        raise CliError(
+            f"--methods {unknown} are not in recipe {recipe.name} ({recipe.method_names})"
+        )
+    if (
+        args.pixels is not None
+        or args.extras
+        or any((args.fidelity, args.transfer, args.robustness, args.zero_shot))
+    ):
+        raise CliError(
+            "--recipe runs the feature protocol only (no --pixels or beyond-recall flags)"
+        )
+    if args.dry_run:
+        return _dry_run(args, args.methods)
+    overrides = _method_configs(args.method_configs, args.methods)
+    result = compare_recipe(
+        recipe,
+        _features(args),
+        methods=args.methods,
+        budgets=args.budgets,
+        method_overrides=overrides,
+        protocol=_protocol(args),
+        seed=args.seed,
+        references=not args.no_references,
+        out_dir=args.out_dir,
+        progress=not args.no_progress,
+        log=_progress_log(args),
+        reference_cache=not args.no_reference_cache,
+        device=_device(args),
+    )
+    if _is_main():
+        print(result.markdown())
+        pub = recipe.published
+        if pub:
+            print(f"\npublished ({pub['source']}; {pub['protocol']}):\n")
+            print(published_table(recipe, ours=False))
+        if args.out_dir:
+            print(f"\nwritten: {args.out_dir}/results.md, results.json")
+    return 0
+
+
+def _distill_recipe(args: argparse.Namespace) -> bool:
+    """``distill --recipe``: the dry run (True), or the recipe's config at ``--budget``."""
+    from .recipes.run import method_config
+
+    if args.dry_run:
+        _dry_run(args, [args.method])
+        return True
+    if args.budget is None or args.out is None:
+        raise CliError(
+            f"distill --recipe needs --budget (the recipe's: "
+            f"{', '.join(map(str, args.recipe_obj.budgets))}) and --out"
+        )
+    args.config = method_config(
+        args.recipe_obj, args.method, args.budget, args.config, _protocol(args)
+    )
+    return False
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from .recipes import load_recipe
+    from .recipes.run import describe_recipe, list_recipes
+
+    print(
+        describe_recipe(load_recipe(args.name), args.checkpoints) if args.name else list_recipes()
+    )
+    return 0
+
+
+def _add_recipes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recipes", help="the published protocols shipped as recipes")
+    p.add_argument("name", nargs="?", default=None, help="show this recipe")
+    p.add_argument("--checkpoints", default=None, help="where the checkpoints are looked for")
+    p.set_defaults(func=_cmd_recipes)
+
+
+def _apply_recipe(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]
+) -> int | None:
+    """Recipe values as defaults (``--recipe``); ``--recipe list`` lists and returns 0."""
+    recipe = getattr(args, "recipe", None)
+    if recipe is None:
+        if getattr(args, "dry_run", False):
+            raise CliError("--dry-run checks a recipe: give --recipe NAME")
+        return None
+    if recipe == "list":
+        args.name = None
+        return _cmd_recipes(args)
+    from .recipes.arguments import apply_recipe_args, explicit_options
+
+    args.recipe_obj = apply_recipe_args(args, explicit_options(parser, argv, args.command))
+    return None
 
 
 def _progress_log(args: argparse.Namespace):  # noqa: ANN202
@@ -508,6 +661,7 @@ def _check_output_paths(args: argparse.Namespace) -> None:
 def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="encode a dataset's splits into the feature cache")
     _data_args(p)
+    _recipe_args(p, dry_run=False)
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("distill", help="distil the training split into a synthetic set")
@@ -521,6 +675,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="resume from --checkpoint-dir")
     _force_arg(p, "--out file")
     _protocol_args(p)  # the students that validate (engine.validate_every, keep_best)
+    _recipe_args(p)
     p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser("evaluate", help="train students on a synthetic set and report recall")
@@ -530,6 +685,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--artifact", help="a synthetic-set artifact")
     g.add_argument("--full-data", action="store_true", help="the full training split instead")
     _allow_mismatch_arg(p)
+    _recipe_args(p, dry_run=False)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("compare", help="several methods and budgets under one protocol")
@@ -576,6 +732,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="EvalExtras settings: a JSON object or a JSON file",
     )
+    _recipe_args(p)
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("inspect", help="an artifact's manifest, budget and nearest real data")
@@ -614,6 +771,7 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "demo": _add_demo,
     "pipeline": _add_pipeline,
     "selftest": _add_selftest,
+    "recipes": _add_recipes,
 }
 
 
@@ -637,6 +795,11 @@ def _one_line(err: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--recipe" or a.startswith("--recipe=") for a in argv):
+        from .recipes.arguments import relax_required
+
+        relax_required(parser)  # distill's --method comes from the recipe
     args = parser.parse_args(argv)
     distributed = _distributed_launch()
     try:
@@ -646,6 +809,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .distributed import init_from_env
 
             init_from_env()
+        listed = _apply_recipe(parser, args, argv)
+        if listed is not None:
+            return listed
         _check_output_paths(args)
         return int(args.func(args) or 0)
     except RuntimeError as err:
