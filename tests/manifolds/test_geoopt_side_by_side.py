@@ -19,6 +19,7 @@ import torch
 import hypervldd.optim as hopt
 from hypervldd import validation
 from hypervldd.manifolds import Lorentz, PoincareBall, poincare_to_lorentz
+from hypervldd.nn import poincare_midpoint
 
 F64 = torch.float64
 RTOL = math.sqrt(torch.finfo(F64).eps)
@@ -438,3 +439,12 @@ def test_manifold_parameters_train_the_same_on_both(name: str, opt_cls: type, kw
     b = _train(theirs, reference, start.as_subclass(torch.Tensor), target, theirs.dist, **kw)
     assert float(ours.dist(a, target).max()) < 0.5 * float(ours.dist(start, target).min())
     _close(a, b)
+
+
+def test_weighted_midpoint_is_the_layers_midpoint() -> None:
+    # the gyromidpoint here and hypervldd.nn's Lorentzian centroid are one point
+    ball = PoincareBall(0.7)
+    g = torch.Generator().manual_seed(9)
+    xs = ball.random(5, 4, 3, radius=1.2, dtype=F64, generator=g).as_subclass(torch.Tensor)
+    w = torch.rand(5, 4, dtype=F64, generator=g) + 0.1
+    _close(ball.weighted_midpoint(xs, w, reducedim=[0]), poincare_midpoint(xs, 0.7, w, dim=0))
