@@ -102,6 +102,14 @@ class Manifold(geoopt.Manifold):
 
         Returns ``x``. Given geoopt's ``explain=`` keyword it is geoopt's shape check
         instead, which raises nothing: ``bool``, or ``(bool, reason)`` when ``explain``.
+
+        >>> import torch
+        >>> from hypervldd.manifolds import PoincareBall
+        >>> ball = PoincareBall()
+        >>> ball.check_point(torch.tensor([0.5, 0.0])).tolist()
+        [0.5, 0.0]
+        >>> ball.check_point(torch.tensor(0.5), explain=True)  # geoopt's form: no raise
+        (False, "'x' on the PoincareBall(c=1) manifold requires more than 1 dim")
         """
         if explain is not None:
             return super().check_point(x, explain=explain)

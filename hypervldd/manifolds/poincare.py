@@ -72,6 +72,15 @@ class PoincareBall(PoincareGeooptMethods, Manifold):
     def mobius_add(
         self, x: torch.Tensor, y: torch.Tensor, *, dim: int = -1, project: bool = True
     ) -> torch.Tensor:
+        """Möbius addition ``x ⊕ y``; ``project`` (geoopt's default) keeps it inside the ball.
+
+        >>> import torch
+        >>> from hypervldd.manifolds import PoincareBall
+        >>> ball = PoincareBall()
+        >>> x = torch.tensor([0.5, 0.0])
+        >>> ball.mobius_add(x, -x).abs().max().item(), ball.mobius_add(x, torch.zeros(2)).tolist()
+        (0.0, [0.5, 0.0])
+        """
         out = math.mobius_add(x, y, self._c(x))
         return math.projx(out, self._c(x)) if project else out
 
@@ -180,7 +189,15 @@ class PoincareBall(PoincareGeooptMethods, Manifold):
 
     @along_dim("x", "u")
     def retr(self, x: torch.Tensor, u: torch.Tensor, *, dim: int = -1) -> torch.Tensor:
-        """Retraction: the exact exponential map (geoopt's ball uses ``projx(x + u)``)."""
+        """Retraction: the exact exponential map (geoopt's ball uses ``projx(x + u)``).
+
+        >>> import torch
+        >>> from hypervldd.manifolds import PoincareBall
+        >>> ball = PoincareBall()
+        >>> y = ball.retr(torch.zeros(2), torch.tensor([0.25, 0.0]))  # |u|_x = 0.5
+        >>> round(ball.dist0(y).item(), 4)
+        0.5
+        """
         return self.expmap(x, u)
 
     @along_dim("x")
