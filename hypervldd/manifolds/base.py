@@ -97,8 +97,22 @@ class Manifold(geoopt.Manifold):
             got = {name: tuple(t.shape) for t, name in pairs}
             raise ValueError(f"batch shapes must broadcast, got {got}") from err
 
-    def check_point(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
-        """Raise a ``ValueError`` naming ``name`` unless ``x`` is a finite point on the manifold."""
+    def check_point(self, x: torch.Tensor, name: str = "x", *, explain: bool | None = None) -> Any:
+        """Raise a ``ValueError`` naming ``name`` unless ``x`` is a finite point on the manifold.
+
+        Returns ``x``. Given geoopt's ``explain=`` keyword it is geoopt's shape check
+        instead, which raises nothing: ``bool``, or ``(bool, reason)`` when ``explain``.
+
+        >>> import torch
+        >>> from hypervldd.manifolds import PoincareBall
+        >>> ball = PoincareBall()
+        >>> ball.check_point(torch.tensor([0.5, 0.0])).tolist()
+        [0.5, 0.0]
+        >>> ball.check_point(torch.tensor(0.5), explain=True)  # geoopt's form: no raise
+        (False, "'x' on the PoincareBall(c=1) manifold requires more than 1 dim")
+        """
+        if explain is not None:
+            return super().check_point(x, explain=explain)
         with validation(True):
             return self._point(x, name)
 
