@@ -63,3 +63,12 @@ def test_bad_input_gets_clear_errors() -> None:
     for fn in (contrastive_loss, row_stats):
         with pytest.raises(ValueError, match="klein_to_lorentz"):
             fn(x, x, "klein", 1.0)
+
+
+def test_the_triton_path_gives_the_same_distances(triton_cpu) -> None:  # noqa: ANN001
+    # the Lorentz Triton kernel in float64, under Triton's interpreter on the CPU
+    x, y = _points(5, 3, 5.0, 0.7, 6, F32), _points(4, 3, 5.0, 0.7, 7, F32)
+    got = pairwise_dist(x, y, "klein", 0.7)
+    assert got.dtype == F32
+    ref = km.pairwise_dist(x.double(), y.double(), 0.7)
+    assert torch.allclose(got.double(), ref, rtol=1e-6, atol=1e-7)
