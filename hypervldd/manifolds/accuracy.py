@@ -157,12 +157,15 @@ def envelope(
 
 
 def radius_cap(model: str, dtype: torch.dtype) -> float:
-    """The largest hyperbolic radius a point of ``model`` (``"lorentz"`` or ``"poincare"``,
-    c = 1) can have in ``dtype``: the Lorentz radius cap, or the ball's boundary margin."""
+    """The largest hyperbolic radius a point of ``model`` (``"lorentz"``, ``"poincare"`` or
+    ``"klein"``, c = 1) can have in ``dtype``: the Lorentz radius cap, or the ball's boundary
+    margin (reached at half the radius in the Klein model)."""
     from ..numerics import ball_margin, max_radius
 
     if model == "lorentz":
         return max_radius(dtype)
+    if model == "klein":
+        return math.atanh(1.0 - ball_margin(dtype))
     return 2.0 * math.atanh(1.0 - ball_margin(dtype))
 
 
@@ -189,6 +192,19 @@ def limit_pair(
     if w is None:
         w = torch.randn(6, generator=g, dtype=f64)
         w = w / w.norm()
+    if model == "klein":
+        from . import klein_math as km
+        from .klein import Klein
+
+        man = Klein(1.0)
+        x = lm.expmap0(torch.cat([torch.zeros(1, dtype=f64), r * e1])[None], 1.0)
+        u = lm.transp0(x, torch.cat([torch.zeros(1, dtype=f64), w])[None], 1.0)
+        y = lm.expmap(x, d * u, 1.0)
+        return (
+            man,
+            man.projx(km.from_lorentz(x, 1.0).to(dtype)),
+            man.projx(km.from_lorentz(y, 1.0).to(dtype)),
+        )
     if model == "lorentz":
         man = Lorentz(1.0)
         x = lm.expmap0(torch.cat([torch.zeros(1, dtype=f64), r * e1])[None], 1.0)
