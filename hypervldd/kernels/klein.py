@@ -4,8 +4,9 @@ The Klein model has no kernel of its own: its points map to the hyperboloid in
 ``O((N + M) D)`` (``xs = k / sqrt(1 - c|k|^2)``, the time re-derived) and the Lorentz
 kernel does the ``O(N M D)`` work. The conversion and the kernel run in float64 and the
 result is rounded to the input dtype: float32 Lorentz coordinates of converted points
-would move each point by ``eps sinh(r)``, a relative error of 50 on the accuracy grid
-(a pair 1e-2 apart at the float32 boundary margin), against 8e-6 this way.
+would move each point by ``eps sinh(r)``, a relative error of 54 on the accuracy grid
+(a pair 1e-2 apart at the float32 boundary margin), against 7.7e-6 this way; the cost is
+that of the float64 Lorentz kernel (docs/geometry.md, "The Klein model").
 The streaming losses (``contrastive_loss``, ``row_stats``) take ``"lorentz"`` points:
 convert with :func:`hypervldd.manifolds.klein_to_lorentz` first.
 """
