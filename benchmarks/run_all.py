@@ -81,6 +81,7 @@ NOT_QUICK: dict[str, str] = {
     "lora_memory.py": "builds the encoders (needs their local weights)",
     "geometry_precision.py": "writes into benchmarks/results only (no --out)",
     "geometry_limits.py": "writes into benchmarks/results only (no --out)",
+    "klein_model.py": "writes into benchmarks/results only (no --out)",
     "loss_graph_breaks.py": "compiles every loss with torch.compile (minutes on 2 cores)",
     "gpu.py": "needs a CUDA device (its --smoke mode is a test)",
     "rank_align_ablation.py": "one distillation and evaluation on emoji per cell (minutes)",

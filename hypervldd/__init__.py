@@ -1,7 +1,7 @@
 """hypervldd: hyperbolic geometry for vision-language dataset distillation.
 
 Subpackages, lowest first: :mod:`~hypervldd.manifolds` (Lorentz, Poincaré,
-Euclidean, sphere), :mod:`~hypervldd.kernels` (compiled ops with a PyTorch
+Klein, Euclidean, sphere), :mod:`~hypervldd.kernels` (compiled ops with a PyTorch
 reference). Conventions: curvature ``c > 0`` means ``-c``; Lorentz points are
 ``(time, space)``; see ``docs/geometry.md``.
 
@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 from ._backend import BackendInfo, backend_info
 from ._checks import set_validation, validation, validation_enabled
-from .manifolds import Curvature, Euclidean, Lorentz, PoincareBall, Sphere, get_manifold
+from .manifolds import Curvature, Euclidean, Klein, Lorentz, PoincareBall, Sphere, get_manifold
 
 if TYPE_CHECKING:
     from .workflow import compare, distill, evaluate, inspect, prepare
@@ -39,6 +39,7 @@ __all__ = [
     "Euclidean",
     "Lorentz",
     "PoincareBall",
+    "Klein",
     "Sphere",
     "get_manifold",
     "prepare",

@@ -28,6 +28,8 @@ __all__ = [
 PROTOCOL_VERSION = "1"
 
 GEOMETRIES = ("euclidean", "lorentz", "poincare")
+#: A student may also use the Klein model; the protocol's default sweeps stay on GEOMETRIES.
+STUDENT_GEOMETRIES = (*GEOMETRIES, "klein")
 HEADS = ("linear", "mlp")
 TRAINABLE = ("image_head", "text_head", "feature_scale", "temperature", "curvature")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -102,7 +104,7 @@ class StudentConfig:
     text; logits are ``-distance / temperature``.
 
     Attributes:
-        geometry: ``"euclidean"``, ``"lorentz"`` or ``"poincare"``.
+        geometry: ``"euclidean"``, ``"lorentz"``, ``"poincare"`` or ``"klein"``.
         curvature: ``c > 0`` (curvature ``-c``); ignored for Euclidean.
         head: ``"linear"`` or ``"mlp"`` (Linear-GELU-Linear with a residual
             projection and LayerNorm, the VL-Distill text head shape).
@@ -128,8 +130,10 @@ class StudentConfig:
     def __post_init__(self) -> None:
         if self.clip_norm is not None and not (self.clip_norm > 0):
             raise ValueError(f"student.clip_norm must be > 0 or None, got {self.clip_norm}")
-        if self.geometry not in GEOMETRIES:
-            raise ValueError(f"student.geometry must be one of {GEOMETRIES}, got {self.geometry!r}")
+        if self.geometry not in STUDENT_GEOMETRIES:
+            raise ValueError(
+                f"student.geometry must be one of {STUDENT_GEOMETRIES}, got {self.geometry!r}"
+            )
         if self.head not in HEADS:
             raise ValueError(f"student.head must be one of {HEADS}, got {self.head!r}")
         if not (self.curvature > 0):

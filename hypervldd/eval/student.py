@@ -192,6 +192,10 @@ class Student(nn.Module):
             c = self.manifold.c.double()
             z = c * (torch.outer(x[:, 0], y[:, 0]) - x[:, 1:] @ y[:, 1:].T)
             return (torch.acosh(z.clamp_min(1.0 + _FLOOR)) / c.sqrt()).to(dt)
+        if geo == "klein":
+            c = self.manifold.c.double()
+            z = _klein_cosh(x, y, c)
+            return (torch.acosh(z.clamp_min(1.0 + _FLOOR)) / c.sqrt()).to(dt)
         x2, y2 = (x * x).sum(-1), (y * y).sum(-1)
         sq = (x2[:, None] + y2[None, :] - 2.0 * (x @ y.T)).clamp_min(0)
         if geo == "euclidean":
@@ -211,18 +215,31 @@ class Student(nn.Module):
 
         Cheaper than the distance (one GEMM, no acosh/asinh) and exact for ranking:
         Lorentz ``<x, y>_L``; Poincaré ``-|x-y|^2 / ((1-c|x|^2)(1-c|y|^2))``;
-        Euclidean ``-|x-y|^2``.
+        Klein ``-cosh(sqrt(c) d)``; Euclidean ``-|x-y|^2``.
         """
         x, y = img.double(), txt.double()
         geo = self.config.geometry
         if geo == "lorentz":
             return x[:, 1:] @ y[:, 1:].T - torch.outer(x[:, 0], y[:, 0])
+        if geo == "klein":
+            return -_klein_cosh(x, y, self.manifold.c.detach().to(dtype=x.dtype, device=x.device))
         x2, y2 = (x * x).sum(-1), (y * y).sum(-1)
         sq = (x2[:, None] + y2[None, :] - 2.0 * (x @ y.T)).clamp_min(0)
         if geo == "euclidean":
             return -sq
         c = self.manifold.c.detach().to(dtype=x.dtype, device=x.device)  # no host read-back
         return -sq / torch.outer(1.0 - c * x2, 1.0 - c * y2)
+
+
+def _klein_cosh(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``cosh(sqrt(c) d) = (1 - c x.y) / sqrt((1 - c|x|^2)(1 - c|y|^2))`` for Klein points.
+
+    The hyperboloid's GEMM form in Klein coordinates (its Lorentz factors are
+    ``1 / sqrt(1 - c|x|^2)``); the callers run it in float64, as the other geometries.
+    """
+    gx = torch.rsqrt((1.0 - c * (x * x).sum(-1)).clamp_min(_FLOOR))
+    gy = torch.rsqrt((1.0 - c * (y * y).sum(-1)).clamp_min(_FLOOR))
+    return torch.outer(gx, gy) * (1.0 - c * (x @ y.T))
 
 
 def symmetric_infonce(logits: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,6 +21,11 @@ __all__ = ["pairwise_dist", "contrastive_loss", "row_stats", "RowStats", "MANIFO
 
 
 def _check_manifold(manifold: str) -> str:
+    if isinstance(manifold, str) and manifold.lower() == "klein":
+        raise ValueError(
+            "manifold='klein' is supported by pairwise_dist only; map the points with"
+            " hypervldd.manifolds.klein_to_lorentz and pass manifold='lorentz'"
+        )
     if not isinstance(manifold, str) or manifold.lower() not in MANIFOLDS:
         raise ValueError(f"manifold must be one of {MANIFOLDS}, got {manifold!r}")
     return manifold.lower()
@@ -119,7 +124,8 @@ def pairwise_dist(
     """All-pairs geodesic distances, ``(N, D'), (M, D') -> (N, M)``.
 
     ``manifold`` is ``"lorentz"`` (``D' = D + 1`` full coordinates, time first;
-    the time is re-derived from the space part), ``"poincare"`` or
+    the time is re-derived from the space part), ``"poincare"``, ``"klein"`` (mapped to
+    the hyperboloid in float64 and run on the Lorentz kernel, see :mod:`.klein`) or
     ``"euclidean"`` (``D' = D``). ``c > 0`` (curvature ``-c``) is a float or a
     0-d tensor; gradients flow to ``x``, ``y`` and a tensor ``c``. Never holds
     ``N x M x D``; float32 relative error at most 1e-3 against float64 on the
@@ -133,6 +139,10 @@ def pairwise_dist(
     >>> [[round(v, 4) for v in row] for row in pairwise_dist(x, x, "lorentz", 1.0).tolist()]
     [[0.0, 1.0], [1.0, 0.0]]
     """
+    if isinstance(manifold, str) and manifold.lower() == "klein":
+        from .klein import klein_pairwise_dist
+
+        return klein_pairwise_dist(x, y, c)
     x, y, manifold, c, dt = _prepare(x, y, manifold, c)
     if backend_for(x.device) == "triton":
         return dispatch.triton_pairwise(x, y, manifold, c)

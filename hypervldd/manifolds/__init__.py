@@ -1,13 +1,13 @@
-"""Manifolds: Lorentz, Poincaré ball, Euclidean and sphere behind one interface.
+"""Manifolds: Lorentz, Poincaré ball, Klein, Euclidean and sphere behind one interface.
 
 Pure functions live in :mod:`.lorentz_math`, :mod:`.poincare_math`,
-:mod:`.flat_math` and :mod:`.conversions`; the classes are thin wrappers that
+:mod:`.klein_math`, :mod:`.flat_math` and :mod:`.conversions`; the classes are thin wrappers that
 add curvature handling, validation and geoopt compatibility. Curvature is
 always given as ``c > 0`` meaning sectional curvature ``-c`` (``+c`` for the
 sphere); geoopt's Lorentz ``k`` is ``1/c``.
 """
 
-from . import conversions, flat_math, lorentz_math, poincare_math
+from . import conversions, flat_math, klein_math, lorentz_math, poincare_math
 from .base import Manifold
 from .conversions import (
     klein_to_lorentz,
@@ -19,6 +19,7 @@ from .conversions import (
 )
 from .curvature import Curvature
 from .euclidean import Euclidean, Sphere
+from .klein import Klein
 from .lorentz import Lorentz
 from .poincare import PoincareBall
 
@@ -27,11 +28,13 @@ __all__ = [
     "Curvature",
     "Lorentz",
     "PoincareBall",
+    "Klein",
     "Euclidean",
     "Sphere",
     "get_manifold",
     "lorentz_math",
     "poincare_math",
+    "klein_math",
     "flat_math",
     "conversions",
     "lorentz_to_poincare",
@@ -45,13 +48,15 @@ __all__ = [
 _BY_NAME = {
     "lorentz": Lorentz,
     "poincare": PoincareBall,
+    "klein": Klein,
     "euclidean": Euclidean,
     "sphere": Sphere,
 }
 
 
 def get_manifold(name: str, c: float = 1.0, **kwargs: object) -> Manifold:
-    """Build a manifold by name: ``"lorentz"``, ``"poincare"``, ``"euclidean"`` or ``"sphere"``.
+    """Build a manifold by name: ``"lorentz"``, ``"poincare"``, ``"klein"``, ``"euclidean"``
+    or ``"sphere"``.
 
     >>> from hypervldd.manifolds import get_manifold
     >>> ball, hyperboloid = get_manifold("poincare", c=0.5), get_manifold("lorentz", 2.0)

@@ -30,6 +30,7 @@ __all__ = [
     "DIRECTIONS",
     "lorentz_pairs",
     "poincare_pairs",
+    "klein_pairs",
     "relative_error",
     "envelope",
     "naive_lorentz_dist",
@@ -84,6 +85,21 @@ def poincare_pairs(
     return conversions.lorentz_to_poincare(x, c), conversions.lorentz_to_poincare(y, c)
 
 
+def klein_pairs(
+    radius: float, distance: float, direction: str, **kw: object
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same pairs mapped isometrically to the Klein model.
+
+    Projected into the float64 ball: beyond radius about 15.9 a Klein point rounds
+    onto the boundary (radius-20 partners of the grid do).
+    """
+    from . import klein_math as km
+
+    c = float(kw.get("c", 1.0))
+    x, y = lorentz_pairs(radius, distance, direction, **kw)
+    return km.from_lorentz(x, c), km.from_lorentz(y, c)
+
+
 def relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
     """Worst relative error of ``got`` against ``ref`` over pairs with ``ref > 0``."""
     got, ref = got.double(), ref.double()
@@ -117,19 +133,22 @@ def envelope(
 
     ``fn(x, y)`` maps float32 pairs ``(n, ...)`` to ``(n,)`` distances; the
     reference is the library distance evaluated in float64 on the same rounded
-    inputs. Poincaré inputs are projected into the float32 ball first (partners
-    at radius 20 round onto the boundary).
+    inputs. Poincaré and Klein inputs are projected into the float32 ball first
+    (partners at radius 20 round onto the boundary; Klein points beyond radius
+    about 5.9 do).
     """
-    ref_fn = lm.dist if manifold == "lorentz" else pm.dist
+    from . import klein_math as km
+
+    ref_fn = {"lorentz": lm.dist, "poincare": pm.dist, "klein": km.dist}[manifold]
+    make = {"lorentz": lorentz_pairs, "poincare": poincare_pairs, "klein": klein_pairs}[manifold]
     table: dict[tuple[float, float], float] = {}
     for r in RADII:
         for d in DISTANCES:
             worst = 0.0
             for direction in DIRECTIONS:
-                make = lorentz_pairs if manifold == "lorentz" else poincare_pairs
                 x, y = make(r, d, direction, n=n, dim=dim)
                 x32, y32 = x.float(), y.float()
-                if manifold == "poincare":
+                if manifold != "lorentz":
                     x32, y32 = pm.projx(x32, 1.0), pm.projx(y32, 1.0)
                 ref = ref_fn(x32.double(), y32.double(), 1.0)
                 worst = max(worst, relative_error(fn(x32, y32), ref))
@@ -138,12 +157,15 @@ def envelope(
 
 
 def radius_cap(model: str, dtype: torch.dtype) -> float:
-    """The largest hyperbolic radius a point of ``model`` (``"lorentz"`` or ``"poincare"``,
-    c = 1) can have in ``dtype``: the Lorentz radius cap, or the ball's boundary margin."""
+    """The largest hyperbolic radius a point of ``model`` (``"lorentz"``, ``"poincare"`` or
+    ``"klein"``, c = 1) can have in ``dtype``: the Lorentz radius cap, or the ball's boundary
+    margin (reached at half the radius in the Klein model)."""
     from ..numerics import ball_margin, max_radius
 
     if model == "lorentz":
         return max_radius(dtype)
+    if model == "klein":
+        return math.atanh(1.0 - ball_margin(dtype))
     return 2.0 * math.atanh(1.0 - ball_margin(dtype))
 
 
@@ -170,6 +192,19 @@ def limit_pair(
     if w is None:
         w = torch.randn(6, generator=g, dtype=f64)
         w = w / w.norm()
+    if model == "klein":
+        from . import klein_math as km
+        from .klein import Klein
+
+        man = Klein(1.0)
+        x = lm.expmap0(torch.cat([torch.zeros(1, dtype=f64), r * e1])[None], 1.0)
+        u = lm.transp0(x, torch.cat([torch.zeros(1, dtype=f64), w])[None], 1.0)
+        y = lm.expmap(x, d * u, 1.0)
+        return (
+            man,
+            man.projx(km.from_lorentz(x, 1.0).to(dtype)),
+            man.projx(km.from_lorentz(y, 1.0).to(dtype)),
+        )
     if model == "lorentz":
         man = Lorentz(1.0)
         x = lm.expmap0(torch.cat([torch.zeros(1, dtype=f64), r * e1])[None], 1.0)

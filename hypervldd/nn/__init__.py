@@ -7,6 +7,7 @@ instance to several layers to share a learnable curvature). See ``docs/layers.md
 
 from ._util import BoundedPositive
 from .head import ExpMapHead
+from .klein import EinsteinMidpoint, einstein_midpoint
 from .lorentz import (
     LorentzLinear,
     LorentzMidpoint,
@@ -38,5 +39,7 @@ __all__ = [
     "PoincareMidpoint",
     "poincare_midpoint",
     "poincare_mlr_logits",
+    "EinsteinMidpoint",
+    "einstein_midpoint",
     "DistanceSimilarity",
 ]

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from .._checks import check_finite, check_tensor
-from ..manifolds import Euclidean, Lorentz, PoincareBall
+from ..manifolds import Euclidean, Klein, Lorentz, PoincareBall
 from ..manifolds.base import Manifold
 
 __all__ = ["make_manifold", "BoundedPositive", "c_of", "ManifoldLayer"]
 
-_BY_NAME = {"lorentz": Lorentz, "poincare": PoincareBall, "euclidean": Euclidean}
+_BY_NAME = {"lorentz": Lorentz, "poincare": PoincareBall, "klein": Klein, "euclidean": Euclidean}
 
 
 def make_manifold(

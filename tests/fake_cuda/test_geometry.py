@@ -15,7 +15,7 @@ from hypervldd import nn as hnn
 from ._engine import sweep_backward
 from .conftest import CUDA
 
-MANIFOLDS = ["lorentz", "poincare", "euclidean", "sphere"]
+MANIFOLDS = ["lorentz", "poincare", "klein", "euclidean", "sphere"]
 # These two pick the exact slow path for close pairs with a data-dependent
 # `if bad.any(): bad.nonzero()` per row chunk: a GPU sync per 4096 rows by design
 # (the fused kernels, hypervldd.kernels.pairwise_dist, have none); fake tensors
@@ -86,7 +86,7 @@ def test_flat_and_sphere_pairwise_dist_on_cuda(fake, name: str) -> None:
     assert d.device == CUDA and d.shape == (5, 3)
 
 
-@pytest.mark.parametrize("name", ["lorentz", "poincare"])
+@pytest.mark.parametrize("name", ["lorentz", "poincare", "klein"])
 @pytest.mark.xfail(strict=True, raises=DataDependentOutputException, reason=_SYNCS)
 def test_hyperbolic_pairwise_dist_branches_on_values(fake, name: str) -> None:
     m = _cuda_manifold(name, False)
@@ -103,6 +103,7 @@ def test_a_cpu_point_beside_cuda_points_is_caught(fake) -> None:
 
 def _layers() -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
     lor, ball = M.Lorentz(1.0, learnable=True), M.PoincareBall(1.0, learnable=True)
+    klein = M.Klein(1.0, learnable=True)
     x_lor = lor.random(6, 6)
     x_ball = ball.random(6, 4)
     return [
@@ -115,6 +116,7 @@ def _layers() -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
         ("MobiusLinear", hnn.MobiusLinear(4, 3, ball), x_ball),
         ("PoincareMLR", hnn.PoincareMLR(4, 3, ball), x_ball),
         ("PoincareMidpoint", hnn.PoincareMidpoint(ball), x_ball),
+        ("EinsteinMidpoint", hnn.EinsteinMidpoint(klein), klein.random(6, 4)),
     ]
 
 

@@ -49,6 +49,17 @@ def test_kernels_forward_backward_on_cuda(fake, manifold: str) -> None:
     _grads_on_cuda(x, y, c, tau, values)
 
 
+def test_klein_pairwise_dist_forward_backward_on_cuda(fake) -> None:
+    x, y = _points(6, 4, "klein"), _points(5, 4, "klein")
+    c = torch.tensor(0.8, device=CUDA, requires_grad=True)
+    d = kernels.pairwise_dist(x, y, "klein", c)
+    assert d.device == CUDA and d.shape == (6, 5) and d.dtype == torch.float32
+    sweep_backward(d.sum())
+    _grads_on_cuda(x, y, c)
+    with pytest.raises(ValueError, match="x and y must be on one device"):
+        kernels.pairwise_dist(x, torch.zeros(4, 4), "klein", c)
+
+
 def test_kernels_refuse_a_cpu_argument_beside_cuda_points(fake) -> None:
     x, y = _points(4, 3, "euclidean"), _points(4, 3, "euclidean")
     with pytest.raises(ValueError, match="positives is on cpu"):

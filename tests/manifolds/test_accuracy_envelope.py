@@ -15,12 +15,15 @@ import mpmath
 import pytest
 import torch
 
+from hypervldd.manifolds import klein_math as km
 from hypervldd.manifolds import lorentz_math as lm
 from hypervldd.manifolds import poincare_math as pm
 from hypervldd.manifolds.accuracy import (
     DIRECTIONS,
     DISTANCES,
     RADII,
+    envelope,
+    klein_pairs,
     lorentz_pairs,
     poincare_pairs,
 )
@@ -110,3 +113,43 @@ def test_envelope_holds_for_other_curvatures(c: float) -> None:
         assert _rel_err(lm.dist(x32, y32, c), ref) <= ENVELOPE_F32
         # The distance itself scales as 1/sqrt(c) for the same unit-radius geometry.
         assert torch.allclose(lm.dist(x, y, c), torch.full_like(ref, d / c**0.5), rtol=1e-6)
+
+
+def _naive_klein(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # the closed form acosh((1 - x.y) / sqrt((1 - |x|^2)(1 - |y|^2)))
+    x2, y2, xy = (x * x).sum(-1), (y * y).sum(-1), (x * y).sum(-1)
+    return torch.acosh(((1 - xy) / torch.sqrt((1 - x2) * (1 - y2))).clamp_min(1.0))
+
+
+def test_klein_float32_envelope_pointwise_and_pairwise() -> None:
+    # Klein inputs are projected into the float32 ball (radius ~5.9) as the ball's are.
+    worst = {
+        "dist": envelope("klein", lambda x, y: km.dist(x, y, 1.0), n=4, dim=16),
+        "pairwise": envelope(
+            "klein", lambda x, y: km.pairwise_dist(x, y, 1.0).diagonal(), n=4, dim=16
+        ),
+        "naive": envelope("klein", _naive_klein, n=4, dim=16),
+    }
+    assert max(worst["dist"].values()) <= ENVELOPE_F32, worst["dist"]
+    assert max(worst["pairwise"].values()) <= ENVELOPE_F32, worst["pairwise"]
+    assert max(worst["naive"].values()) > 100 * ENVELOPE_F32
+
+
+def test_klein_float64_against_mpmath() -> None:
+    # Klein coordinates carry eps cosh^2(r) of relative uncertainty (1 - c|k|^2 ~
+    # 4 exp(-2r)): the bound scales with it and is 1e-9 up to radius ~7.
+    mpmath.mp.dps = 50
+    eps = torch.finfo(torch.float64).eps
+    for r, d, direction in GRID[::3]:
+        x, y = klein_pairs(r, d, direction, n=1, dim=16)
+        got = float(km.dist(x, y, 1.0)[0])
+        xs = [mpmath.mpf(float(v)) for v in x[0]]
+        ys = [mpmath.mpf(float(v)) for v in y[0]]
+        ax = 1 - sum(a * a for a in xs)
+        ay = 1 - sum(a * a for a in ys)
+        exact = mpmath.acosh(
+            (1 - sum(a * b for a, b in zip(xs, ys, strict=True))) / mpmath.sqrt(ax * ay)
+        )
+        cond = float(1 / min(ax, ay))  # cosh^2 of the farther point's radius
+        tol = max(ENVELOPE_F64 * 1e-3, 4 * eps * cond)
+        assert abs(float((mpmath.mpf(got) - exact) / exact)) <= tol, (r, d, direction)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hypervldd.manifolds import conversions, flat_math
+from hypervldd.manifolds import klein_math as km
 from hypervldd.manifolds import lorentz_math as lm
 from hypervldd.manifolds import poincare_math as pm
 from hypervldd.numerics import ball_margin
@@ -97,6 +98,41 @@ def test_poincare_sweep(dtype: torch.dtype) -> None:
         _assert_finite_with_grads(out, x, y)
     u = (_directions(n, d, dtype) * _log_uniform(1e-15, 10.0, n, dtype)[:, None]).requires_grad_()
     _assert_finite_with_grads(pm.expmap0(u, C), u)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_klein_sweep(dtype: torch.dtype) -> None:
+    n, d = 40, 6
+    maxr = (1.0 - ball_margin(dtype)) / C**0.5
+    norms = (
+        torch.cat(
+            [torch.zeros(1, dtype=dtype), _log_uniform(1e-15, 1.0, n - 2, dtype), torch.ones(1)]
+        ).to(dtype)
+        * maxr
+    )
+    x = km.projx(_directions(n, d, dtype) * norms[:, None], C).requires_grad_(True)
+    y = km.projx(_directions(n, d, dtype) * norms.flip(0)[:, None], C).requires_grad_(True)
+    v = torch.ones_like(x)
+    for out in (
+        km.dist(x, y, C),
+        km.dist(x, x.detach(), C),
+        km.dist0(x, C),
+        km.pairwise_dist(x, y, C),
+        km.logmap(x, y, C),
+        km.logmap(x, x.detach(), C),
+        km.logmap0(x, C),
+        km.expmap(x, v * 1e-3, C),
+        km.expmap(x, v * 1e3, C),
+        km.transp(x, y, v, C),
+        km.inner(x, v, v, C),
+        km.norm(x, v, C),
+        km.egrad2rgrad(x, v, C),
+        conversions.klein_to_lorentz(x, C),
+        conversions.klein_to_poincare(x, C),
+    ):
+        _assert_finite_with_grads(out, x, y)
+    u = (_directions(n, d, dtype) * _log_uniform(1e-15, 10.0, n, dtype)[:, None]).requires_grad_()
+    _assert_finite_with_grads(km.expmap0(u, C), u)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -10,7 +10,7 @@ import geoopt
 import pytest
 import torch
 
-from hypervldd.manifolds import Lorentz, PoincareBall, Sphere
+from hypervldd.manifolds import Klein, Lorentz, PoincareBall, Sphere
 
 F64 = torch.float64
 
@@ -54,7 +54,7 @@ def test_sphere_agrees_with_geoopt_unit_sphere() -> None:
     assert torch.allclose(ours.dist(x, y), theirs.dist(x, y), rtol=1e-7)
 
 
-@pytest.mark.parametrize("cls", [Lorentz, PoincareBall, Sphere])
+@pytest.mark.parametrize("cls", [Lorentz, PoincareBall, Klein, Sphere])
 def test_geoopt_riemannian_adam_trains_on_our_manifolds(cls) -> None:  # noqa: ANN001
     torch.manual_seed(0)
     m = cls(1.0)

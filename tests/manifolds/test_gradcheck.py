@@ -7,6 +7,7 @@ import torch
 from torch.autograd import gradcheck
 
 from hypervldd.manifolds import Curvature, conversions, flat_math
+from hypervldd.manifolds import klein_math as km
 from hypervldd.manifolds import lorentz_math as lm
 from hypervldd.manifolds import poincare_math as pm
 
@@ -81,6 +82,35 @@ def test_poincare_functions() -> None:
     _check(lambda cc: pm.dist(x, y, cc), c)
 
 
+@pytest.mark.parametrize("radius", [0.3, 2.0, 4.0])
+def test_klein_functions(radius: float) -> None:
+    x = km.random(3, 4, radius=radius, c=C, dtype=F64)
+    y = km.random(3, 4, radius=radius, c=C, dtype=F64)
+    u = torch.randn_like(x)
+    # Far out the coordinates' scale 1 - c|k|^2 (4e-3 at radius 4) is not large against
+    # gradcheck's step: the finite differences need a step scaled to it.
+    step = 1e-6 * min(1.0, float(km.alpha(torch.cat([x, y]), C).min()) * 10)
+
+    def _check(fn, *inputs: torch.Tensor) -> None:  # noqa: ANN001
+        inputs = tuple(t.detach().clone().requires_grad_(True) for t in inputs)
+        assert gradcheck(fn, inputs, eps=step, atol=1e-6, rtol=1e-5)
+
+    _check(lambda a, b: km.dist(a, b, C), x, y)
+    _check(lambda a, b: km.dist(a, b, C), x, km.expmap(x, 1e-3 * u, C))  # close pairs
+    _check(lambda a, b: km.pairwise_dist(a, b, C), x, y)
+    _check(lambda a: km.dist0(a, C), x)
+    _check(lambda a, b: km.expmap(a, b, C), x, u)
+    _check(lambda a, b: km.logmap(a, b, C), x, y)
+    _check(lambda b: km.expmap0(b, C), u)
+    _check(lambda a: km.logmap0(a, C), x)
+    _check(lambda a, b, v: km.transp(a, b, v, C), x, y, u)
+    _check(lambda a, v: km.inner(a, v, u, C), x, u)
+    _check(lambda a, v: km.norm(a, v, C), x, u)
+    _check(lambda a, g: km.egrad2rgrad(a, g, C), x, u)
+    c = torch.tensor(C, dtype=F64)
+    _check(lambda cc: km.dist(x, y, cc), c)
+
+
 def test_flat_and_sphere_functions() -> None:
     x, y = torch.randn(3, 4, dtype=F64), torch.randn(3, 4, dtype=F64)
     _check(flat_math.euclidean_dist, x, y)
@@ -125,6 +155,12 @@ def test_zero_distance_gradient_is_zero_not_nan() -> None:
     p = _ball().requires_grad_(True)
     (g,) = torch.autograd.grad(pm.dist(p, p.detach(), C).sum(), p)
     assert torch.all(g == 0)
+    for r in (0.0, 5.0):
+        k = km.random(3, 4, radius=r, c=C, dtype=F64).requires_grad_(True)
+        (g,) = torch.autograd.grad(km.dist(k, k.detach(), C).sum(), k)
+        assert torch.isfinite(g).all() and torch.all(g == 0)
+        (g,) = torch.autograd.grad(km.logmap(k, k.detach(), C).sum(), k)
+        assert torch.isfinite(g).all()
     # pairwise: the diagonal of d(x, x) is a zero-distance pair too
     x = _lorentz(radius=5.0).requires_grad_(True)
     (g,) = torch.autograd.grad(lm.pairwise_dist(x, x.detach(), C).diagonal().sum(), x)

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hypervldd.manifolds import Euclidean, Lorentz, PoincareBall, Sphere, conversions
+from hypervldd.manifolds import Euclidean, Klein, Lorentz, PoincareBall, Sphere, conversions
 from hypervldd.manifolds import lorentz_math as lm
 from hypervldd.manifolds import poincare_math as pm
 
@@ -37,7 +37,7 @@ def _pts(manifold, n: int, d: int, radius: float, seed: int) -> torch.Tensor:  #
     return manifold.random(n, d, radius=r, dtype=F64, generator=g)
 
 
-MANIFOLDS = [Lorentz, PoincareBall, Sphere, Euclidean]
+MANIFOLDS = [Lorentz, PoincareBall, Klein, Sphere, Euclidean]
 
 
 @pytest.mark.parametrize("cls", MANIFOLDS)
@@ -57,14 +57,15 @@ def test_exp_log_inverse(cls, c: float, radius: float, seed: int) -> None:  # no
     assert torch.allclose(m.expmap0(v0), y, rtol=1e-7, atol=1e-7 * (1 + y.abs().max()))
 
 
-@pytest.mark.parametrize("cls", [Lorentz, PoincareBall])
+@pytest.mark.parametrize("cls", [Lorentz, PoincareBall, Klein])
 @SETTINGS
 @given(c=curvatures, radius=radii, seed=seeds)
 def test_distance_from_origin_is_tangent_norm(cls, c: float, radius: float, seed: int) -> None:  # noqa: ANN001
     m = cls(c)
     x = _pts(m, 6, 5, radius, seed)
     v = m.logmap0(x)
-    # At the origin the metric is 4 |v|^2 on the ball (lambda_0 = 2) and |v|^2 on the hyperboloid.
+    # At the origin the metric is 4 |v|^2 on the ball (lambda_0 = 2), |v|^2 on the
+    # hyperboloid and in the Klein model.
     scale = 2.0 if cls is PoincareBall else 1.0
     assert torch.allclose(m.dist0(x), scale * v.norm(dim=-1), rtol=1e-9, atol=1e-12)
     assert torch.allclose(m.dist0(x), m.dist(m.origin(x.shape, dtype=F64), x), atol=1e-9)
@@ -97,7 +98,7 @@ def test_triangle_inequality_and_symmetry(cls, c: float, radius: float, seed: in
     assert torch.all(m.dist(x, x) == 0)
 
 
-@pytest.mark.parametrize("cls", [Lorentz, PoincareBall, Sphere])
+@pytest.mark.parametrize("cls", [Lorentz, PoincareBall, Klein, Sphere])
 @SETTINGS
 @given(c=curvatures, radius=radii, seed=seeds)
 def test_parallel_transport_is_an_isometry(cls, c: float, radius: float, seed: int) -> None:  # noqa: ANN001

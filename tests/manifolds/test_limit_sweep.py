@@ -49,6 +49,9 @@ def _check(model: str, dtype: torch.dtype, r: float, d: float, direction: str, s
     assert torch.isfinite(dxy).all() and torch.equal(dxy, man.dist(y, x))
     assert float(truth) <= 2.0 * cap(model, dtype) * (1 + 1e-6)
     tol = 1e-3 if dtype == F32 else 1e-9
+    if model == "klein":  # float64 Klein coordinates hold a distance to ~eps / alpha
+        alpha_k = float((1 - torch.cat([x, y]).double().pow(2).sum(-1)).min())
+        tol = max(tol, 4 * torch.finfo(F64).eps / alpha_k)
     err = float((dxy.double() - truth).abs() / truth.clamp_min(1e-30))
     # Lorentz coordinates far out are quantised: an angle of eps at radius r moves
     # a pair by ~eps cosh r, so the float64 "truth" itself holds to 1e-9 only up to
@@ -76,7 +79,7 @@ def _check(model: str, dtype: torch.dtype, r: float, d: float, direction: str, s
     far = model == "lorentz" and rad > 15.0
     t = man.transp(x.double(), y.double(), v)
     back = -man.logmap(y.double(), x.double())
-    if model == "poincare":
+    if model in ("poincare", "klein"):
         alpha = float((1 - torch.cat([x, y]).double().pow(2).sum(-1)).min())
         gap = float((x - y).double().norm().clamp_min(1e-300))  # y - x is rounded too
         ttol = max(1e-3, 10 * torch.finfo(F64).eps / alpha, 10 * torch.finfo(F64).eps / gap)
@@ -119,3 +122,15 @@ def test_poincare_float32(args) -> None:
 @given(_params("poincare", F64))
 def test_poincare_float64(args) -> None:
     _check("poincare", F64, *args)
+
+
+@SWEEP
+@given(_params("klein", F32))
+def test_klein_float32(args) -> None:
+    _check("klein", F32, *args)
+
+
+@SWEEP
+@given(_params("klein", F64))
+def test_klein_float64(args) -> None:
+    _check("klein", F64, *args)

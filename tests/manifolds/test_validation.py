@@ -6,12 +6,20 @@ import pytest
 import torch
 
 import hypervldd
-from hypervldd.manifolds import Curvature, Euclidean, Lorentz, PoincareBall, Sphere, get_manifold
+from hypervldd.manifolds import (
+    Curvature,
+    Euclidean,
+    Klein,
+    Lorentz,
+    PoincareBall,
+    Sphere,
+    get_manifold,
+)
 
 
 def test_curvature_must_be_positive_and_finite() -> None:
     for bad in (0.0, -1.0, float("nan"), float("inf")):
-        for cls in (Lorentz, PoincareBall, Sphere):
+        for cls in (Lorentz, PoincareBall, Klein, Sphere):
             with pytest.raises(ValueError, match="c must be a finite positive"):
                 cls(bad)
     with pytest.raises(TypeError, match="c must be a float"):
@@ -53,6 +61,8 @@ def test_off_manifold_points_are_rejected() -> None:
     outside = torch.tensor([[0.8, 0.0]])  # c |x|^2 = 1.28
     with pytest.raises(ValueError, match=r"^x is not on the PoincareBall manifold: .*c\|x\|\^2"):
         ball.dist(outside, torch.zeros(1, 2))
+    with pytest.raises(ValueError, match=r"^y is not on the Klein manifold: .*c\|x\|\^2"):
+        Klein(2.0).logmap(torch.zeros(1, 2), outside)
     with pytest.raises(ValueError, match="not on the Sphere"):
         Sphere(1.0).dist(torch.ones(1, 3), torch.ones(1, 3))
 
