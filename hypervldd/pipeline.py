@@ -351,10 +351,12 @@ def evaluate_set(
     *,
     val: Any = None,
     device: str | torch.device | None = None,
+    progress: bool = False,
 ) -> Any:
     """Score a synthetic set (or real features) under ``protocol``; returns the eval Result.
 
-    The feature students train on ``device`` (``None``: CUDA when available)."""
+    The feature students train on ``device`` (``None``: CUDA when available); ``progress``
+    draws a bar over their epochs."""
     from .distributed import is_distributed
     from .eval import EvalProtocol, evaluate
 
@@ -365,7 +367,7 @@ def evaluate_set(
     device = resolve_device(device)
     if is_distributed():
         return _evaluate_distributed(train, test, protocol, val, device)
-    return evaluate(train, test, protocol, val_features=val, device=device)
+    return evaluate(train, test, protocol, val_features=val, device=device, progress=progress)
 
 
 def _evaluate_distributed(
@@ -613,7 +615,7 @@ def compare(
             log(f"full data: scoring the whole training split ({n} images) as the reference ...")
         t0 = time.perf_counter()
         res, cached = _full_data_result(
-            train, test, protocol, val, reference_cache, cache_dir, device
+            train, test, protocol, val, reference_cache, cache_dir, device, progress
         )
         mean, std = _result_stats(res)
         seconds = res.seconds if cached else time.perf_counter() - t0
@@ -627,6 +629,8 @@ def compare(
     for budget in budgets:
         for method in methods:
             t0 = time.perf_counter()
+            if log:
+                log(f"{method} @ {budget}: distilling ...")
             cfg = _with_protocol_student(method, (method_configs or {}).get(method), protocol)
             synthetic = distill(
                 train,
@@ -640,7 +644,9 @@ def compare(
                 device=device,
             )
             t1 = time.perf_counter()
-            res = evaluate_set(synthetic, test, protocol, val=val, device=device)
+            if log:
+                log(f"{method} @ {budget}: evaluating ({len(protocol.seeds)} students) ...")
+            res = evaluate_set(synthetic, test, protocol, val=val, device=device, progress=progress)
             mean, std = _result_stats(res)
             rows.append(
                 CompareRow(
@@ -678,6 +684,7 @@ def _full_data_result(
     use_cache: bool,
     cache_dir: Any,
     device: Any = "cpu",
+    progress: bool = False,
 ) -> tuple[Any, bool]:
     """The full-data reference, from the result cache when an identical run stored it."""
     from .distributed import is_distributed
@@ -686,11 +693,11 @@ def _full_data_result(
     if getattr(protocol, "selection", "final") != "validation":
         val = None  # as evaluate_set does: the key must not depend on unused features
     if not use_cache or is_distributed():
-        return evaluate_set(train, test, protocol, val=val, device=device), False
+        return evaluate_set(train, test, protocol, val=val, device=device, progress=progress), False
     key = result_key(train, test, protocol, val=val)
     return cached_result(
         key,
-        lambda: evaluate_set(train, test, protocol, val=val, device=device),
+        lambda: evaluate_set(train, test, protocol, val=val, device=device, progress=progress),
         cache_dir=cache_dir,
     )
 
