@@ -177,8 +177,8 @@ def evaluate(
             student on more than :data:`SMALL_TRAIN_SET` pairs keeps torch's setting);
             ``None`` leaves torch's setting alone and trains the seeds one after another;
             an integer sets it. Training is many small ops, which gain little from threads
-            and lose a lot when threads contend: on a shared two-core machine one epoch of
-            the full emoji split took 5.3 s with one thread and 83 s with two.
+            and lose a lot when threads contend with other processes (benchmarks/README.md,
+            "The evaluation protocol on both cores").
         device: where the feature students train and encode (``None``: the CPU). The
             students' initial weights come from the same CPU generator on every device;
             the ranking metrics are counted on the CPU. Synthetic pixels (the pixel
