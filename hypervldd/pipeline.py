@@ -730,6 +730,8 @@ def _extras_runner(
 
     def reference_students() -> Any:
         if "students" not in shared:
+            if log:
+                log(f"beyond recall: training the {len(protocol.seeds)} full-data students ...")
             shared["students"] = train_students(train, protocol)
         return shared["students"]
 

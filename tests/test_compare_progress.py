@@ -66,3 +66,22 @@ def test_no_progress_silences_compare_and_evaluate(
     assert out.err == "" and "TR@1" in out.out
     assert main(ev) == 0
     assert "evaluate (2 students)" in capsys.readouterr().err
+
+
+def test_compare_announces_the_full_data_students_of_the_extras(tmp_path) -> None:
+    from hypervldd.eval import EvalProtocol
+    from hypervldd.eval.protocol import EvalExtras
+    from hypervldd.pipeline import compare
+
+    feats = {"train": _paired(0), "test": _paired(3)}
+    proto = EvalProtocol(epochs=1, lr_decay_epochs=(), seeds=(0, 1), batch_size=16)
+    lines: list[str] = []
+    extras = EvalExtras(fidelity=True, top_k=2, kendall=False)
+    compare(
+        feats, ["random"], [4], protocol=proto, extras=extras, log=lines.append, cache_dir=tmp_path
+    )
+    announce = "beyond recall: training the 2 full-data students ..."
+    assert lines.count(announce) == 1  # trained once, shared by every row
+    i = lines.index(announce)
+    assert lines[i - 1] == "random @ 4: evaluating (2 students) ..."
+    assert lines[i + 1].startswith("  beyond recall:")
