@@ -71,6 +71,7 @@ NOT_QUICK: dict[str, str] = {
     "losses.py": "its --quick mode alone ran past 5 minutes at load 12 on 2 cores",
     "wordnet.py": "trains hierarchy embeddings for minutes and needs the wordnet-base data",
     "full_data_reference.py": "trains 5 students x 100 epochs on emoji",
+    "bench_eval_busy.py": "trains students on emoji beside a busy process (minutes)",
     "eval_extras.py": "distils and evaluates on emoji and fashion-mnist",
     "mtt_emoji.py": "trajectory matching on emoji (minutes)",
     "pds_pixels.py": "pixel distillation on emoji (minutes)",

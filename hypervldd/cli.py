@@ -277,7 +277,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         label = _provenance_label(syn, feats["train"], args)
     train = feats["train"] if syn is None else syn
     res = evaluate_set(
-        train, feats["test"], _protocol(args), val=feats.get("val"), device=_device(args)
+        train,
+        feats["test"],
+        _protocol(args),
+        val=feats.get("val"),
+        device=_device(args),
+        progress=not args.no_progress and _is_main(),
     )
     if _is_main():
         if label:

@@ -8,6 +8,7 @@ checkpoint was selected.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch
 from .._checks import has_values
 from .features import FeatureSet, as_feature_set
 from .metrics import DEFAULT_KS, retrieval_metrics
+from .parallel import SeedPlan, map_seeds, plan_seeds
 from .pixel import evaluate_pixels, is_pixel_data
 from .protocol import EvalProtocol
 from .seeds import Result, _learned_settings, _run_seeds, _selection_data, _train_seed
@@ -156,6 +158,8 @@ def evaluate(
     ks: Sequence[int] = DEFAULT_KS,
     num_threads: int | str | None = "auto",
     device: str | torch.device | None = None,
+    workers: int | str = "auto",
+    progress: bool = False,
 ) -> Result:
     """Train one student per seed on ``train_pairs``; report recall on ``test_features``.
 
@@ -168,32 +172,46 @@ def evaluate(
         val_features: validation features, required when
             ``protocol.selection == "validation"``.
         ks: recall cut-offs.
-        num_threads: torch's intra-op thread count for the duration of the call
-            (restored afterwards). ``None`` leaves it alone; ``"auto"`` (default) uses
-            one thread when there are at most :data:`SMALL_TRAIN_SET` training pairs.
-            Training on a small set is many small ops, which gain little from threads
-            and lose a lot when threads contend: on a shared two-core machine the
-            100-pair benchmark took 33 s with one thread and 737 s with two.
+        num_threads: torch's intra-op threads of each worker for the duration of the call
+            (restored afterwards). ``"auto"`` (default): one (see ``workers``; a single
+            student on more than :data:`SMALL_TRAIN_SET` pairs keeps torch's setting);
+            ``None`` leaves torch's setting alone and trains the seeds one after another;
+            an integer sets it. Training is many small ops, which gain little from threads
+            and lose a lot when threads contend with other processes (benchmarks/README.md,
+            "The evaluation protocol on both cores").
         device: where the feature students train and encode (``None``: the CPU). The
             students' initial weights come from the same CPU generator on every device;
             the ranking metrics are counted on the CPU. Synthetic pixels (the pixel
             student) train on the CPU.
+        workers: threads that train students of different seeds at the same time.
+            ``"auto"`` (default): on the CPU as many as the seeds and
+            ``torch.get_num_threads()`` allow (``workers * num_threads`` never exceeds it),
+            elsewhere one. The results are the same for every value (each seed trains from
+            its own generator with one intra-op thread); only the speed changes.
+        progress: draw a progress bar over the students' epochs (stderr).
 
     Returns:
         A :class:`Result` whose ``selection`` labels how checkpoints were chosen.
     """
-    if num_threads == "auto":
-        n = _num_pairs(train_pairs)
-        num_threads = 1 if n is not None and n <= SMALL_TRAIN_SET else None
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    if num_threads is None:
-        return _evaluate(train_pairs, test_features, protocol, val_features, ks, dev)
-    if isinstance(num_threads, str) or int(num_threads) < 1:
-        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    n = _num_pairs(train_pairs)
+    n_seeds = len((protocol if isinstance(protocol, EvalProtocol) else EvalProtocol()).seeds)
+    plan = plan_seeds(
+        n_seeds,
+        num_threads=num_threads,
+        workers=workers if not is_pixel_data(train_pairs) else 1,
+        small=n is not None and n <= SMALL_TRAIN_SET,
+        device=dev,
+    )
+    run = functools.partial(
+        _evaluate, train_pairs, test_features, protocol, val_features, ks, dev, plan, progress
+    )
+    if plan.threads is None:
+        return run()
     previous = torch.get_num_threads()
-    torch.set_num_threads(int(num_threads))
+    torch.set_num_threads(plan.threads)
     try:
-        return _evaluate(train_pairs, test_features, protocol, val_features, ks, dev)
+        return run()
     finally:
         torch.set_num_threads(previous)
 
@@ -216,6 +234,8 @@ def _evaluate(
     val_features: Any,
     ks: Sequence[int],
     device: torch.device | None = None,
+    plan: SeedPlan | None = None,
+    progress: bool = False,
 ) -> Result:
     device = device if device is not None else torch.device("cpu")
     protocol = protocol or EvalProtocol()
@@ -241,6 +261,8 @@ def _evaluate(
         n_train_pairs=int(image.shape[0]),
         storage_floats=pairs.storage_floats,
         t0=t0,
+        plan=plan,
+        progress=progress,
     )
 
 
@@ -284,7 +306,11 @@ def _feature_fit(
 
 
 def train_students(
-    train_pairs: Any, protocol: EvalProtocol | None = None, *, dims: tuple[int, int] | None = None
+    train_pairs: Any,
+    protocol: EvalProtocol | None = None,
+    *,
+    dims: tuple[int, int] | None = None,
+    workers: int | str = "auto",
 ) -> list[Student]:
     """The final-epoch students of ``protocol`` (one per seed) trained on ``train_pairs``.
 
@@ -296,6 +322,8 @@ def train_students(
         train_pairs: anything :func:`as_train_pairs` accepts.
         protocol: the :class:`EvalProtocol` (default ``EvalProtocol()``).
         dims: optional expected ``(D_i, D_t)`` feature widths, checked.
+        workers: threads training students of different seeds together, as in
+            :func:`evaluate` (the students are the same for every value).
 
     Returns:
         ``len(protocol.seeds)`` students in eval mode, protocol seed order.
@@ -317,4 +345,11 @@ def train_students(
         )
     make = _feature_student(protocol, image.shape[1], text.shape[1])
     fit = _feature_fit(pairs, protocol, image, text)
-    return [_train_seed(seed, protocol, make, fit)[0].eval() for seed in protocol.seeds]
+    # Several workers train with one intra-op thread each; one worker is the calling
+    # thread, under the caller's setting.
+    plan = plan_seeds(len(protocol.seeds), workers=workers, num_threads=1)
+
+    def one(seed: int, stop: Any) -> Student:
+        return _train_seed(seed, protocol, make, fit)[0].eval()
+
+    return map_seeds(one, protocol.seeds, plan)

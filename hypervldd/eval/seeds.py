@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Any
 
 import torch
 
+from .parallel import Cancelled, SeedPlan, map_seeds
+from .progress import EpochBar
 from .protocol import EvalProtocol
 
 __all__ = ["Result"]
@@ -128,6 +131,7 @@ def _train_seed(
     fit: Callable[[Any, torch.Generator, Callable[[int], None]], list[float]],
     score: Callable[[Any, Any], dict[str, float]] | None = None,
     select_on: Any = None,
+    after_epoch: Callable[[], None] | None = None,
 ) -> tuple[Any, int, list[float]]:
     """Train the student of one protocol seed, with the protocol's checkpoint selection.
 
@@ -136,7 +140,8 @@ def _train_seed(
     a student bit for bit on CPU. With ``select_on`` (validation or test data), the
     student is scored by ``score(student, select_on)["mean"]`` every
     ``protocol.eval_every`` epochs and at the last one, and the best state is restored
-    (ties keep the earlier epoch).
+    (ties keep the earlier epoch). ``after_epoch()`` is called after every epoch (progress,
+    cancellation).
 
     Returns:
         ``(student, selected epoch, per-epoch training losses)``.
@@ -146,6 +151,8 @@ def _train_seed(
     best: dict[str, Any] = {"score": -math.inf, "epoch": protocol.epochs, "state": None}
 
     def on_epoch(epoch: int) -> None:
+        if after_epoch is not None:
+            after_epoch()
         if select_on is None or score is None:
             return
         if epoch % protocol.eval_every != 0 and epoch != protocol.epochs:
@@ -172,27 +179,46 @@ def _run_seeds(
     n_train_pairs: int,
     storage_floats: int | None,
     t0: float,
+    plan: SeedPlan | None = None,
+    progress: bool = False,
+    desc: str = "evaluate",
 ) -> Result:
     """One :func:`_train_seed` per protocol seed, scored on ``test``, as a :class:`Result`.
 
-    ``t0`` is the ``time.perf_counter()`` at the start of the evaluation.
+    ``t0`` is the ``time.perf_counter()`` at the start of the evaluation. ``plan`` says how
+    many worker threads train the students together (default: one, in the calling thread);
+    the result is the same for every plan. ``progress`` draws a bar over the epochs.
     """
-    rows, epochs, losses = [], [], []
-    for seed in protocol.seeds:
-        student, epoch, hist = _train_seed(seed, protocol, make_student, fit, score, select_on)
-        rows.append(score(student, test))
-        epochs.append(epoch)
-        losses.append(hist[-1])
+    bar = EpochBar(len(protocol.seeds), protocol.epochs, desc=desc, enabled=progress)
+
+    def one(seed: int, stop: threading.Event) -> tuple[dict[str, float], int, float]:
+        def after_epoch() -> None:
+            bar.epoch_done()
+            if stop.is_set():
+                raise Cancelled(f"student seed {seed} stopped: the evaluation was abandoned")
+
+        student, epoch, hist = _train_seed(
+            seed, protocol, make_student, fit, score, select_on, after_epoch
+        )
+        row = score(student, test)
+        bar.student_done()
+        return row, epoch, hist[-1]
+
+    try:
+        outs = map_seeds(one, protocol.seeds, plan or SeedPlan(1, None))
+    finally:
+        bar.close()
+    rows = [o[0] for o in outs]
     mean, std = _mean_std(rows)
     return Result(
         metrics_per_seed=rows,
         mean=mean,
         std=std,
         selection=protocol.selection_label,
-        selected_epochs=epochs,
+        selected_epochs=[o[1] for o in outs],
         protocol=protocol.to_dict(),
         n_train_pairs=n_train_pairs,
         train_storage_floats=storage_floats,
         seconds=time.perf_counter() - t0,
-        train_losses=losses,
+        train_losses=[o[2] for o in outs],
     )

@@ -107,7 +107,7 @@ def compare(
             log(f"full data: scoring the whole training split ({n} images) as the reference ...")
         t0 = time.perf_counter()
         res, cached = _full_data_result(
-            train, test, protocol, val, reference_cache, cache_dir, device
+            train, test, protocol, val, reference_cache, cache_dir, device, progress
         )
         mean, std = _result_stats(res)
         seconds = res.seconds if cached else time.perf_counter() - t0
@@ -121,6 +121,8 @@ def compare(
     for budget in budgets:
         for method in methods:
             t0 = time.perf_counter()
+            if log:
+                log(f"{method} @ {budget}: distilling ...")
             cfg = _with_protocol_student(method, (method_configs or {}).get(method), protocol)
             synthetic = distill(
                 train,
@@ -134,7 +136,9 @@ def compare(
                 device=device,
             )
             t1 = time.perf_counter()
-            res = evaluate_set(synthetic, test, protocol, val=val, device=device)
+            if log:
+                log(f"{method} @ {budget}: evaluating ({len(protocol.seeds)} students) ...")
+            res = evaluate_set(synthetic, test, protocol, val=val, device=device, progress=progress)
             mean, std = _result_stats(res)
             rows.append(
                 CompareRow(
@@ -172,6 +176,7 @@ def _full_data_result(
     use_cache: bool,
     cache_dir: Any,
     device: Any = "cpu",
+    progress: bool = False,
 ) -> tuple[Any, bool]:
     """The full-data reference, from the result cache when an identical run stored it."""
     from ..distributed import is_distributed
@@ -180,11 +185,11 @@ def _full_data_result(
     if getattr(protocol, "selection", "final") != "validation":
         val = None  # as evaluate_set does: the key must not depend on unused features
     if not use_cache or is_distributed():
-        return evaluate_set(train, test, protocol, val=val, device=device), False
+        return evaluate_set(train, test, protocol, val=val, device=device, progress=progress), False
     key = result_key(train, test, protocol, val=val)
     return cached_result(
         key,
-        lambda: evaluate_set(train, test, protocol, val=val, device=device),
+        lambda: evaluate_set(train, test, protocol, val=val, device=device, progress=progress),
         cache_dir=cache_dir,
     )
 
@@ -217,6 +222,8 @@ def _extras_runner(
 
     def reference_students() -> Any:
         if "students" not in shared:
+            if log:
+                log(f"beyond recall: training the {len(protocol.seeds)} full-data students ...")
             shared["students"] = train_students(train, protocol)
         return shared["students"]
 

@@ -17,10 +17,12 @@ def evaluate_set(
     *,
     val: Any = None,
     device: str | torch.device | None = None,
+    progress: bool = False,
 ) -> Any:
     """Score a synthetic set (or real features) under ``protocol``; returns the eval Result.
 
-    The feature students train on ``device`` (``None``: CUDA when available)."""
+    The feature students train on ``device`` (``None``: CUDA when available); ``progress``
+    draws a bar over their epochs."""
     from ..distributed import is_distributed
     from ..eval import EvalProtocol, evaluate
 
@@ -31,7 +33,7 @@ def evaluate_set(
     device = resolve_device(device)
     if is_distributed():
         return _evaluate_distributed(train, test, protocol, val, device)
-    return evaluate(train, test, protocol, val_features=val, device=device)
+    return evaluate(train, test, protocol, val_features=val, device=device, progress=progress)
 
 
 def _evaluate_distributed(
