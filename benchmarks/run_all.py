@@ -86,6 +86,7 @@ NOT_QUICK: dict[str, str] = {
     "loss_graph_breaks.py": "compiles every loss with torch.compile (minutes on 2 cores)",
     "gpu.py": "needs a CUDA device (its --smoke mode is a test)",
     "rank_align_ablation.py": "one distillation and evaluation on emoji per cell (minutes)",
+    "rank_align_distil_time.py": "distils emoji three times at 100 pairs (tens of minutes)",
     "write_karpathy_fashion_mnist.py": "writes a dataset (a tool, not a measurement)",
 }
 

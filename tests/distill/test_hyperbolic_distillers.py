@@ -130,3 +130,109 @@ def test_rank_align_config_rejects_bad_online_settings() -> None:
         RankAlignConfig(reset_every=0)
     with pytest.raises(ValueError, match="student_lr"):
         RankAlignConfig(student_lr=0.0)
+
+
+TRAJECTORY = {"embedding": "trajectory", "experts": 2, "expert_epochs": 3, "anchors": 16}
+
+
+def _set_up(extra: dict, seed: int = 0):  # noqa: ANN202
+    from hypervldd.distill.base import prepare_real
+
+    data = prepare_real(_clustered())
+    cfg = {"student": SMALL_STUDENT, "engine": {"iterations": 12, "real_batch_size": 32}}
+    d = get_distiller("rank_align", {**cfg, **extra})
+    d._setup(data, 6, torch.Generator().manual_seed(seed))
+    return d, data
+
+
+def test_rank_align_trajectory_pool_holds_every_epoch_snapshot_and_its_real_points() -> None:
+    d, data = _set_up({**TRAJECTORY, "min_epoch": 2})
+    # 2 experts x epochs 2..3
+    assert len(d._experts) == 4 and len(d._real_points) == 4
+    params = [torch.cat([p.flatten() for p in st.parameters()]) for st in d._experts]
+    for i in range(4):
+        assert not any(p.requires_grad for p in d._experts[i].parameters())
+        for j in range(i):
+            assert not torch.allclose(params[i], params[j])  # distinct snapshots
+    # The last snapshot of each trajectory is the expert the "expert" embedding trains
+    # from the same generator (taking snapshots draws nothing from it).
+    ex, _ = _set_up({**TRAJECTORY, "embedding": "expert"})
+    for snap, expert in zip((d._experts[1], d._experts[3]), ex._experts, strict=True):
+        for a, b in zip(snap.parameters(), expert.parameters(), strict=True):
+            assert torch.equal(a, b)
+    # Each snapshot's cached points are its images of every real pair.
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        st, img, txt = d._current_embedding(0, data, gen)
+        with torch.no_grad():
+            torch.testing.assert_close(img, st.encode_image(data.pair_image))
+            torch.testing.assert_close(txt, st.encode_text(data.pair_text))
+    # Images are cached once per distinct image, not once per caption.
+    assert d._real_points[0][0].shape[0] == torch.unique(data.pair_group).numel()
+
+
+def test_rank_align_trajectory_sampling_is_deterministic_and_covers_the_pool() -> None:
+    d, data = _set_up(TRAJECTORY)
+    assert len(d._experts) == 6
+
+    def draws(seed: int) -> list[int]:
+        gen = torch.Generator().manual_seed(seed)
+        ids = {id(st): k for k, st in enumerate(d._experts)}
+        return [ids[id(d._current_embedding(s, data, gen)[0])] for s in range(60)]
+
+    first, again, other = draws(1), draws(1), draws(2)
+    assert first == again and first != other
+    assert set(first) == set(range(6))  # 60 draws from 6 snapshots hit every one
+    traj = _fit("rank_align", TRAJECTORY)
+    expert = _fit("rank_align", {**TRAJECTORY, "embedding": "expert"})
+    assert traj.config["embedding"] == "trajectory" and torch.isfinite(traj.image).all()
+    assert not torch.allclose(traj.image, expert.image)
+    assert torch.equal(traj.image, _fit("rank_align", TRAJECTORY).image)
+
+
+def test_rank_align_trajectory_resume_is_bit_identical(tmp_path) -> None:  # noqa: ANN001
+    cfg = {
+        "student": SMALL_STUDENT,
+        "engine": {
+            "iterations": 12,
+            "real_batch_size": 32,
+            "checkpoint_every": 4,
+            "validate_every": 1,
+        },
+        **TRAJECTORY,
+    }
+
+    def stop_at_7(syn, step):  # noqa: ANN001, ANN202
+        if step >= 7:
+            raise _Stop
+        return {"n": float(syn.num_pairs)}
+
+    def ok(syn, step):  # noqa: ANN001, ANN202
+        return {"n": float(syn.num_pairs)}
+
+    data = _clustered()
+    with pytest.raises(_Stop):
+        get_distiller("rank_align", cfg).fit(
+            data, 6, 3, checkpoint_dir=tmp_path / "a", validate=stop_at_7
+        )
+    resumed = get_distiller("rank_align", cfg).fit(
+        data, 6, 3, checkpoint_dir=tmp_path / "a", resume=True, validate=ok
+    )
+    whole = get_distiller("rank_align", cfg).fit(
+        data, 6, 3, checkpoint_dir=tmp_path / "b", validate=ok
+    )
+    a = resumed.save(tmp_path / "a.safetensors").read_bytes()
+    b = whole.save(tmp_path / "b.safetensors").read_bytes()
+    assert a == b
+
+
+def test_rank_align_config_rejects_bad_trajectory_settings() -> None:
+    from hypervldd.distill.hyperbolic import RankAlignConfig
+
+    assert RankAlignConfig(embedding="trajectory", expert_epochs=3, min_epoch=3).min_epoch == 3
+    with pytest.raises(ValueError, match="min_epoch"):
+        RankAlignConfig(embedding="trajectory", min_epoch=0)
+    with pytest.raises(ValueError, match=r"min_epoch.*expert_epochs=3"):
+        RankAlignConfig(embedding="trajectory", expert_epochs=3, min_epoch=4)
+    with pytest.raises(ValueError, match="'trajectory'"):
+        RankAlignConfig(embedding="trajectories")

@@ -265,6 +265,10 @@ def engine_worker(rank: int, world: int, port: int, tmp: str, cfg: dict) -> None
     online = _distil(cfg.pop("_online"), None, False)
     if rank == 0:
         online.save(tmpdir / "rank_align_online.safetensors")
+    # rank alignment over a pool of expert snapshots: sharded cached points, same draws
+    trajectory = _distil(cfg.pop("_trajectory"), None, False)
+    if rank == 0:
+        trajectory.save(tmpdir / "rank_align_trajectory.safetensors")
     _loss_checks(rank, world, str(tmpdir / "report.json"))
     ck = tmpdir / "ck"
     syn = _distil(cfg, str(ck), False, out=str(tmpdir / f"dist_rank{rank}.safetensors"))

@@ -46,6 +46,15 @@ _ONLINE = {
     "student": {"width": 16},
     "engine": {"iterations": 5, "real_batch_size": 16},
 }
+# Rank alignment over a pool of 2 experts x 2 epoch snapshots.
+_TRAJECTORY = {
+    "embedding": "trajectory",
+    "experts": 2,
+    "expert_epochs": 2,
+    "anchors": 8,
+    "student": {"width": 16},
+    "engine": {"iterations": 5, "real_batch_size": 16},
+}
 
 _COVMATCH = {
     "student": {"width": 16},
@@ -143,7 +152,14 @@ def test_two_ranks_losses_distil_resume_and_fail_fast(tmp_path, one_thread) -> N
     ref = distill(real, "rank_align", 5, seed=3, config=ref_cfg)
     ref_cm = distill(real, "covmatch", 5, seed=3, config=_COVMATCH)
     ref_online = distill(real, "rank_align", 5, seed=3, config=_ONLINE)
-    cfg = dict(_CFG, _timeout=_DEAD_RANK_TIMEOUT, _covmatch=_COVMATCH, _online=_ONLINE)
+    ref_trajectory = distill(real, "rank_align", 5, seed=3, config=_TRAJECTORY)
+    cfg = dict(
+        _CFG,
+        _timeout=_DEAD_RANK_TIMEOUT,
+        _covmatch=_COVMATCH,
+        _online=_ONLINE,
+        _trajectory=_TRAJECTORY,
+    )
     _spawn(_workers.engine_worker, (2, _free_port(), str(tmp_path), cfg), 2)
     _check_loss_report(tmp_path / "report.json")
 
@@ -174,6 +190,13 @@ def test_two_ranks_losses_distil_resume_and_fail_fast(tmp_path, one_thread) -> N
     torch.testing.assert_close(ra.text, ref_online.text, rtol=tol, atol=tol)
     start_ra = torch.nn.functional.normalize(real.pairs()[0][ref_online.source_indices], dim=-1)
     assert (ref_online.image - start_ra).abs().max() > 1e-3
+
+    # rank alignment over the snapshot pool: each rank caches its shard's points of every
+    # snapshot and draws the same snapshots; the result is the single-process one
+    tr = SyntheticSet.load(tmp_path / "rank_align_trajectory.safetensors")
+    torch.testing.assert_close(tr.image, ref_trajectory.image, rtol=tol, atol=tol)
+    torch.testing.assert_close(tr.text, ref_trajectory.text, rtol=tol, atol=tol)
+    assert not torch.allclose(ref_trajectory.image, ref_online.image)
 
     # keep_best: rank 0 validated, both ranks returned the set of the step the
     # single-process run keeps
