@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .._backend import warn_if_reference
-from .._checks import check_curvature, check_finite, check_tensor, validation_enabled
+from .._checks import check_curvature, check_finite, check_tensor, validation, validation_enabled
 from . import dispatch
 from . import reference as ref
 from .dispatch import backend_for
@@ -140,9 +140,11 @@ def pairwise_dist(
     [[0.0, 1.0], [1.0, 0.0]]
     """
     if isinstance(manifold, str) and manifold.lower() == "klein":
-        from .klein import klein_pairwise_dist
+        from .klein import klein_as_lorentz
 
-        return klein_pairwise_dist(x, y, c)
+        lx, ly, c64, out = klein_as_lorentz(x, y, c)
+        with validation(False):  # on the hyperboloid by construction
+            return pairwise_dist(lx, ly, "lorentz", c64).to(out)
     x, y, manifold, c, dt = _prepare(x, y, manifold, c)
     if backend_for(x.device) == "triton":
         return dispatch.triton_pairwise(x, y, manifold, c)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_curvature, check_finite, check_tensor, validation, validation_enabled
+from .._checks import check_curvature, check_finite, check_tensor, validation_enabled
 from ..manifolds import klein_math as km
 
-__all__ = ["klein_pairwise_dist"]
+__all__ = ["klein_as_lorentz"]
 
 
 def _check(x: object, name: str, c: float | torch.Tensor) -> torch.Tensor:
@@ -37,20 +37,25 @@ def _check(x: object, name: str, c: float | torch.Tensor) -> torch.Tensor:
     return x
 
 
-def klein_pairwise_dist(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
-    """All-pairs distances ``(N, M)`` of Klein points ``x (N, D)``, ``y (M, D)``.
+def klein_as_lorentz(
+    x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, float | torch.Tensor, torch.dtype]:
+    """Klein points ``x (N, D)``, ``y (M, D)`` as float64 hyperboloid points ``(N|M, D+1)``.
 
-    Called by :func:`hypervldd.kernels.pairwise_dist` for ``manifold="klein"``;
-    gradients flow to ``x``, ``y`` and a tensor ``c``.
+    Returns ``(lx, ly, c64, dtype)``: the points, the curvature in float64 and the dtype
+    the distances are rounded to. :func:`hypervldd.kernels.pairwise_dist` runs the
+    Lorentz kernel on them for ``manifold="klein"`` (the conversion lives here and the
+    kernel call there, so that imports run one way). Gradients flow to ``x``, ``y`` and a
+    tensor ``c``.
 
     >>> import torch
     >>> from hypervldd.kernels import pairwise_dist
     >>> x = torch.tensor([[0.0, 0.0], [0.7615942, 0.0]])  # tanh(1): distance 1
     >>> [[round(v, 4) for v in row] for row in pairwise_dist(x, x, "klein", 1.0).tolist()]
     [[0.0, 1.0], [1.0, 0.0]]
+    >>> klein_as_lorentz(x, x, 1.0)[0].shape
+    torch.Size([2, 3])
     """
-    from .api import pairwise_dist
-
     c = check_curvature(c, "c")
     x, y = _check(x, "x", c), _check(y, "y", c)
     if x.shape[1] != y.shape[1]:
@@ -60,6 +65,4 @@ def klein_pairwise_dist(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tenso
         )
     out = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
     c64 = c.double() if isinstance(c, torch.Tensor) else float(c)
-    lx, ly = km.to_lorentz(x.double(), c64), km.to_lorentz(y.double(), c64)
-    with validation(False):  # on the hyperboloid by construction
-        return pairwise_dist(lx, ly, "lorentz", c64).to(out)
+    return km.to_lorentz(x.double(), c64), km.to_lorentz(y.double(), c64), c64, out
