@@ -49,9 +49,14 @@ def _check(model: str, dtype: torch.dtype, r: float, d: float, direction: str, s
     assert torch.isfinite(dxy).all() and torch.equal(dxy, man.dist(y, x))
     assert float(truth) <= 2.0 * cap(model, dtype) * (1 + 1e-6)
     tol = 1e-3 if dtype == F32 else 1e-9
-    if model == "klein":  # float64 Klein coordinates hold a distance to ~eps / alpha
+    # Klein coordinates hold a point to ~eps / alpha in distance (the radial metric is
+    # 1 / alpha): the pointwise form and the kernel's conversion to the hyperboloid differ
+    # by a few of those near the float64 margin (0.0016 for two points 0.004 apart at
+    # radius 15.9, where eps / alpha is 3.9e-3).
+    atol = 1e-6
+    if model == "klein":
         alpha_k = float((1 - torch.cat([x, y]).double().pow(2).sum(-1)).min())
-        tol = max(tol, 4 * torch.finfo(F64).eps / alpha_k)
+        atol = max(atol, 16 * torch.finfo(F64).eps / alpha_k)
     err = float((dxy.double() - truth).abs() / truth.clamp_min(1e-30))
     # Lorentz coordinates far out are quantised: an angle of eps at radius r moves
     # a pair by ~eps cosh r, so the float64 "truth" itself holds to 1e-9 only up to
@@ -65,7 +70,7 @@ def _check(model: str, dtype: torch.dtype, r: float, d: float, direction: str, s
     perr = float((pd.double() - truth).abs() / truth.clamp_min(1e-30))
     assert torch.isfinite(pd).all()
     if rad <= ({F32: 25.0, F64: 15.0}[dtype] if model == "lorentz" else math.inf):
-        assert perr < tol or float((pd.double() - truth).abs()) < 1e-6, perr
+        assert perr < tol or float((pd.double() - truth).abs()) < atol, perr
     # logmap / expmap: finite, on the manifold, the norm of log is the distance
     v = man.logmap(x.double(), y.double())
     assert torch.isfinite(man.logmap(x, y)).all()
