@@ -158,9 +158,9 @@ def _protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=None, help="number of student seeds")
     p.add_argument(
         "--geometry",
-        choices=["euclidean", "lorentz", "poincare"],
+        choices=["euclidean", "lorentz", "poincare", "klein"],
         default=None,
-        help="student head geometry",
+        help="student head geometry (klein: the Klein model's heads, see docs/geometry.md)",
     )
 
 

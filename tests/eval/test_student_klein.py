@@ -51,3 +51,14 @@ def test_klein_student_trains() -> None:
 def test_unknown_geometry_is_rejected_by_name() -> None:
     with pytest.raises(ValueError, match=r"student.geometry must be one of .*'klein'"):
         StudentConfig(geometry="beltrami")
+
+
+def test_cli_geometry_klein_sets_the_protocol_student() -> None:
+    from hypervldd.cli import _protocol, build_parser
+
+    args = build_parser().parse_args(
+        ["evaluate", "--artifact", "a.safetensors"] + ["--geometry", "klein"]
+    )
+    assert _protocol(args).student.geometry == "klein"
+    args = build_parser().parse_args(["evaluate", "--artifact", "a.safetensors"])
+    assert _protocol(args).student.geometry == "lorentz"
