@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .. import kernels
+from .._checks import has_values
 from ..distributed import all_gather_rows, check_group_arg, resolve_group
 from ..manifolds import lorentz_math
 from ._common import (
@@ -185,6 +186,14 @@ def range_residual_subspaces(
         v = vh.T
         k = adaptive_rank(s, eta, max_rank)
         return Subspaces(u[:, :k], v[:, :k], s, k)
+    if not has_values(xc, yc):
+        # Fake and meta tensors (tracing, the fake-CUDA suite): geqrf and ormqr have no
+        # meta kernels; the same bases from the explicit Q.
+        qx, rx = torch.linalg.qr(xc.T)
+        qy, ry = torch.linalg.qr(yc.T)
+        us, s, vsh = torch.linalg.svd(rx @ ry.T / norm)
+        k = adaptive_rank(s, eta, max_rank)
+        return Subspaces((qx @ us)[:, :k], (qy @ vsh.T)[:, :k], s, k)
     # Householder QR without forming Q (geqrf): only the k kept columns of the bases
     # are ever needed, and applying Q to them (ormqr) costs O(d b k) where forming Q
     # cost O(d b^2) (issue 19: the subspaces were a quarter of a RAHA step).
