@@ -199,13 +199,13 @@ def range_residual_subspaces(
     # cost O(d b^2) (issue 19: the subspaces were a quarter of a RAHA step).
     ax, tx = torch.geqrf(xc.T)
     ay, ty = torch.geqrf(yc.T)
-    r = min(b, d)
-    rx, ry = ax[:r].triu(), ay[:r].triu()
-    us, s, vsh = torch.linalg.svd(rx @ ry.T / norm)
+    dy = y.shape[1]  # image and text widths may differ
+    r_x, r_y = min(b, d), min(b, dy)
+    us, s, vsh = torch.linalg.svd(ax[:r_x].triu() @ ay[:r_y].triu().T / norm)
     k = adaptive_rank(s, eta, max_rank)
-    u, v = xc.new_zeros(d, k), yc.new_zeros(d, k)
+    u, v = xc.new_zeros(d, k), yc.new_zeros(dy, k)
     if k > 0:
-        u[:r], v[:r] = us[:, :k], vsh[:k].T
+        u[:r_x], v[:r_y] = us[:, :k], vsh[:k].T
         u, v = torch.ormqr(ax, tx, u), torch.ormqr(ay, ty, v)
     return Subspaces(u, v, s, k)
 

@@ -338,11 +338,15 @@ def test_batched_sinkhorn_plans_equal_one_by_one(dtype: torch.dtype) -> None:
         assert abs(float(batched[i].sum()) - 1.0) < 64 * eps
 
 
-def test_qr_subspaces_with_fewer_dimensions_than_pairs() -> None:
-    """b > d: the R factors are d x b and Q is d x d; the bases still match the SVD's."""
-    x, y = _batch(40, 6, seed=8)
+@pytest.mark.parametrize(("b", "dx", "dy"), [(40, 6, 6), (40, 6, 5), (12, 30, 7), (12, 9, 30)])
+def test_qr_subspaces_with_other_widths(b: int, dx: int, dy: int) -> None:
+    """b > d (R factors d x b, Q d x d) and image and text widths that differ: the
+    bases still match the SVD's."""
+    x, _ = _batch(b, dx, seed=8)
+    _, y = _batch(b, dy, seed=8)
     q = range_residual_subspaces(x, y, 0.999, solver="qr")
     s = range_residual_subspaces(x, y, 0.999, solver="svd")
-    assert q.rank == s.rank and q.u.shape == s.u.shape == (6, q.rank)
+    assert q.rank == s.rank and q.u.shape == s.u.shape and q.v.shape == s.v.shape
+    assert q.u.shape == (dx, q.rank) and q.v.shape == (dy, q.rank)
     for a, e in ((q.u, s.u), (q.v, s.v)):
-        assert float((a @ a.T - e @ e.T).norm() / (e @ e.T).norm()) < 1e-10
+        assert float((a @ a.T - e @ e.T).norm() / (e @ e.T).norm()) < 1e-8
