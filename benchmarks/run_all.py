@@ -62,6 +62,7 @@ QUICK: tuple[Bench, ...] = (
         "bench_rowstats.py",
         ("--n", "512", "--d", "64", "--reps", "3", "--threads", "1", "--out", "bench_rowstats"),
     ),
+    Bench("threads", "bench_threads.py", ("--quick", "--out", "bench_threads")),
 )
 
 #: Benchmarks without a quick mode that fits the 10 minutes, with the reason.

@@ -6,6 +6,8 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "include/point_check.h"
+
 #ifdef HYPERVLDD_BREAK_BUILD
 #error "HYPERVLDD_BREAK_BUILD is set: failing on purpose to test the install fallback"
 #endif
@@ -41,4 +43,11 @@ TORCH_LIBRARY(hypervldd, m) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "Compiled kernels of hypervldd (ops live in torch.ops.hypervldd)";
+  // A plain function, not an op: the validation of every public call, where the
+  // dispatcher's Python round trip would cost as much as the check.
+  m.def("first_bad_points", &hypervldd::first_bad_points,
+        "Index of the first tensor breaking the point rule, or -1 (hypervldd._checks)",
+        pybind11::arg("tensors"), pybind11::arg("manifold"), pybind11::arg("c"),
+        pybind11::arg("rtol32"), pybind11::arg("rtol64"),
+        pybind11::call_guard<pybind11::gil_scoped_release>());
 }

@@ -105,3 +105,60 @@ def test_one_rule_for_every_entry_point() -> None:
     for call in (lambda: K.pairwise_dist(inside, out, "poincare"), lambda: ball.dist(inside, out)):
         with pytest.raises(ValueError, match="c\\|.*\\|\\^2 < 1"):
             call()
+
+
+def _cases() -> list[tuple[str, torch.Tensor]]:
+    x = _lorentz(n=40, dim=6, dtype=torch.float64)
+    b = P.random(40, 6, radius=torch.linspace(0, 8, 40, dtype=torch.float64), dtype=torch.float64)
+    cases = [("lorentz", x), ("poincare", b), ("euclidean", torch.randn(40, 6) * 1e10)]
+    for bad in _off_manifold(x).values():
+        cases.append(("lorentz", bad))
+    cases.append(("poincare", torch.tensor([[0.6, 0.9], [0.1, 0.0]])))
+    for man, t in list(cases[:3]):
+        for value in (float("nan"), float("inf"), -float("inf")):
+            u = t.clone()
+            u[7, 2] = value
+            cases.append((man, u))
+    return cases
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_rule_agrees_with_the_pytorch_rule(dtype: torch.dtype) -> None:
+    """The compiled pass (CPU fast path) accepts and refuses what the PyTorch form does,
+    on contiguous and strided tensors, naming the same tensor."""
+    from hypervldd import _checks
+
+    if not K.backend_for("cpu") == "cpp":
+        pytest.skip("the compiled extension is not loaded")
+    for man, t in _cases():
+        t = t.to(dtype)
+        for view in (t, t.t().contiguous().t(), t[::2]):
+            for c in (1.0, 0.5):
+                want = bool(_checks._point_ok(view, man, c))
+                got = _checks._compiled_first_bad([(t[:3] * 0 + t[:1], "a"), (view, "b")], man, c)
+                ok_first = bool(_checks._point_ok(t[:3] * 0 + t[:1], man, c))
+                assert got == (0 if not ok_first else (-1 if want else 1)), (man, dtype, c)
+
+
+def test_compiled_rule_skips_what_it_cannot_read() -> None:
+    """Tensors the compiled pass cannot read go to the PyTorch form (same rule)."""
+    from hypervldd import _checks
+
+    x = _lorentz()
+    assert _checks._compiled_first_bad([(x[None], "x")], "lorentz", 1.0) is None  # 3-D
+    assert _checks._compiled_first_bad([(x.half(), "x")], "lorentz", 1.0) is None
+    with pytest.raises(ValueError, match="x is not on the Lorentz manifold"):
+        check_points([(-x[None], "x")], "lorentz")
+    # Under torch.func the inputs are wrapped: the PyTorch form runs and still refuses.
+    with pytest.raises(ValueError, match="y is not on the Lorentz manifold"):
+        torch.func.grad(lambda a: K.pairwise_dist(a, -x).sum())(x)
+
+
+def test_cached_scalar_is_usable_outside_inference_mode() -> None:
+    """A float c first seen under inference_mode still works with autograd afterwards."""
+    x = _lorentz(n=5, c=0.731)[1:].requires_grad_(True)  # no point at the origin
+    with torch.inference_mode():
+        K.pairwise_dist(x.detach(), x.detach(), "lorentz", 0.731)
+    d = K.pairwise_dist(x, x.detach(), "lorentz", 0.731)
+    d.sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())

@@ -23,9 +23,12 @@ namespace {
 // shared 2-core machine those barriers cost more than the epilogue itself,
 // measured: 2 threads ran 4-8x slower than 1.) 256 rows amortise the packing of
 // y that every GEMM call repeats (64-row blocks made the GEMMs 4x slower).
+// With several threads, up to cpu::kChunksPerThread blocks per thread, handed out
+// dynamically (a busy core delays one block, not half of the op).
 int64_t pairwise_block_rows(int64_t n, int64_t m) {
   const int64_t t = std::max<int64_t>(1, at::get_num_threads());
-  int64_t b = (n + t - 1) / t;  // one block per thread when it fits
+  const int64_t parts = t == 1 ? 1 : cpu::kChunksPerThread * t;
+  int64_t b = (n + parts - 1) / parts;
   b = std::clamp<int64_t>(b, 256, 4096);
   return b < n ? b : (n > 0 ? n : 1);
 }
@@ -56,7 +59,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_impl(const at::Tensor& x
     const int64_t nblk = (n + bmax - 1) / bmax;
     cpu::dispatch_manifold(man, [&](auto mc) {
       constexpr int64_t MAN = decltype(mc)::value;
-      at::parallel_for(0, nblk, 1, [&](int64_t b, int64_t e) {
+      cpu::parallel_chunks(nblk, [&](int64_t b, int64_t e) {
         // Grad mode is thread-local: the workers need their own guard for mm_out.
         at::NoGradGuard no_grad_worker;
         for (int64_t blk = b; blk < e; ++blk) {

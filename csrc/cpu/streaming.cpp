@@ -1,14 +1,15 @@
 // CPU streaming reductions over the distance matrix: the symmetric hyperbolic
 // InfoNCE (contrastive_loss) and the row statistics (row_stats), forward and
-// backward. Never N x M: at::parallel_for over chunks of row blocks, one
-// distance tile (GEMM into a thread-local buffer + the fused epilogue of
+// backward. Never N x M: chunks of row blocks handed out dynamically to the
+// threads (cpu::parallel_chunks), one distance tile (GEMM into a thread-local buffer + the fused epilogue of
 // cpu/tiles.h) at a time per thread, online log-sum-exp per row.
 //
 // Rows are owned by the chunk that holds them (their statistics and gradients
 // are written by one thread). Columns are shared: every chunk keeps partial
 // column statistics (running max and sum of exponentials) and a partial
-// column gradient, merged after the parallel loop in chunk order. No atomics;
-// the result is deterministic for a given thread count.
+// column gradient, merged after the parallel loop in chunk order. The only
+// atomic is the chunk counter; the result is deterministic for a given thread
+// count (a chunk's rows do not depend on which thread runs it).
 #include "tiles.h"
 
 #include <torch/library.h>
@@ -68,7 +69,7 @@ void contrastive_forward(const Problem<T>& p, double tau, const int64_t* pos, in
   const int64_t nch = cpu::n_chunks(nblk);
   std::vector<T> cmax(nch * m, neg_inf<T>()), csum(nch * m, T(0));
   const T neg_inv_tau = static_cast<T>(-1.0 / tau);
-  at::parallel_for(0, nch, 1, [&](int64_t cb, int64_t ce) {
+  cpu::parallel_chunks(nch, [&](int64_t cb, int64_t ce) {
     // Grad mode is thread-local: the workers need their own guard for mm_out.
     at::NoGradGuard no_grad_worker;
     for (int64_t ch = cb; ch < ce; ++ch) {
@@ -201,10 +202,17 @@ double backward_pass(const Problem<T>& p, int64_t tile, T* gx, at::Tensor& gy, i
   const auto [bm, bn] = tile_shape(tile);
   const int64_t n = p.n, m = p.m, Dp = gy.size(1);
   const int64_t nblk = (n + bm - 1) / bm;
-  const int64_t nch = nch_hint > 0 ? nch_hint : cpu::n_chunks(nblk);
+  // Each chunk holds an (M, D) partial of gy: more chunks than threads only while
+  // those partials stay small.
+  const int64_t t = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t part_bytes = std::max<int64_t>(1, m * Dp * static_cast<int64_t>(sizeof(T)));
+  const int64_t nch = nch_hint > 0 ? nch_hint
+                                   : std::max<int64_t>(std::min(nblk, t),
+                                                       std::min(cpu::n_chunks(nblk),
+                                                                (int64_t{64} << 20) / part_bytes));
   std::vector<at::Tensor> parts(nch);
   std::vector<double> sgd(nch, 0.0);
-  at::parallel_for(0, nch, 1, [&](int64_t cb, int64_t ce) {
+  cpu::parallel_chunks(nch, [&](int64_t cb, int64_t ce) {
     // Grad mode is thread-local: the workers need their own guard for mm_out.
     at::NoGradGuard no_grad_worker;
     for (int64_t ch = cb; ch < ce; ++ch) {
@@ -307,7 +315,7 @@ void row_stats_forward(const Problem<T>& p, double tau, const T* V, int64_t K, c
   const bool want_rank = rank_t > 0;
   at::Tensor Vt;
   if (K > 0) Vt = at::from_blob(const_cast<T*>(V), {m, K}, o);
-  at::parallel_for(0, nch, 1, [&](int64_t cb, int64_t ce) {
+  cpu::parallel_chunks(nch, [&](int64_t cb, int64_t ce) {
     // Grad mode is thread-local: the workers need their own guard for mm_out.
     at::NoGradGuard no_grad_worker;
     for (int64_t ch = cb; ch < ce; ++ch) {

@@ -343,7 +343,9 @@ HVLDD_HOST_DEVICE bool pair_fast(T g, T r0, T r1, T q0, T q1, T c, T* w, T* dwq)
     const T root = sqrt_fast(z) * sqrt_fast(z + T(2));  // z (z + 2) overflows past d ~ 44
     *w = z + root;
     *dwq = T(1) / root;  // dD/dz for D = acosh(1 + z)
-    return e <= tol * z;
+    // + tiny: a pair of origins (bound 0 <= 0) has no finite factor (1 / root is
+    // inf, and the gradient NaN); the slow path gives it the zero subgradient.
+    return e + tiny_normal<T>() <= tol * z;
   } else if constexpr (MAN == kPoincare) {
     const T sq = (r0 + q0) - T(2) * g;
     const T q = c * sq / (r1 * q1);

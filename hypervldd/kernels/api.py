@@ -82,7 +82,8 @@ def _prepare(x, y, manifold, c):
 
     check_points(((x, "x"), (y, "y")), manifold, c)
     dt = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
-    return x.to(dt), y.to(dt), manifold, c, dt
+    # .to() of a tensor already in dt is still a dispatcher round trip.
+    return (x if x.dtype == dt else x.to(dt)), (y if y.dtype == dt else y.to(dt)), manifold, c, dt
 
 
 def _check_positives(positives, n: int, m: int, device: torch.device) -> torch.Tensor | None:
@@ -107,9 +108,9 @@ def _check_positives(positives, n: int, m: int, device: torch.device) -> torch.T
     return positives.long()
 
 
-def _use_ext(device: torch.device) -> bool:
+def _use_ext(backend: str) -> bool:
     # CUDA tensors never reach the C++ ops: they run on Triton (or the reference).
-    if backend_for(device) == "cpp":
+    if backend == "cpp":
         return True
     warn_if_reference()
     return False
@@ -146,9 +147,10 @@ def pairwise_dist(
         with validation(False):  # on the hyperboloid by construction
             return pairwise_dist(lx, ly, "lorentz", c64).to(out)
     x, y, manifold, c, dt = _prepare(x, y, manifold, c)
-    if backend_for(x.device) == "triton":
+    backend = backend_for(x.device)
+    if backend == "triton":
         return dispatch.triton_pairwise(x, y, manifold, c)
-    if _use_ext(x.device):
+    if _use_ext(backend):
         from .fused import pairwise_dist_op
 
         return pairwise_dist_op(x, y, manifold, c)
@@ -190,9 +192,10 @@ def contrastive_loss(
     _check_positive(tau, "tau")
     _check_scalar(tau, "tau", x.device)
     positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
-    if backend_for(x.device) == "triton":
+    backend = backend_for(x.device)
+    if backend == "triton":
         return dispatch.triton_contrastive(x, y, manifold, c, tau, positives)
-    if _use_ext(x.device):
+    if _use_ext(backend):
         from .fused import contrastive_loss_op
 
         return contrastive_loss_op(x, y, manifold, c, tau, positives)
@@ -249,11 +252,12 @@ def row_stats(
         positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
     elif positives is not None:
         positives = _check_positives(positives, x.shape[0], y.shape[0], x.device)
-    if backend_for(x.device) == "triton":
+    backend = backend_for(x.device)
+    if backend == "triton":
         return dispatch.triton_row_stats(
             x, y, manifold, c, tau, values, rank_temperature, positives
         )
-    if _use_ext(x.device):
+    if _use_ext(backend):
         from .fused import row_stats_op
 
         return row_stats_op(x, y, manifold, c, tau, values, rank_temperature, positives)

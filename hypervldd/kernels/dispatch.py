@@ -47,7 +47,8 @@ def backend_for(device: torch.device | str) -> str:
     >>> backend_for("cpu") in ("cpp", "reference", "triton")
     True
     """
-    device = torch.device(device)
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
     if os.environ.get("HYPERVLDD_BACKEND", "").lower() == "reference":
         return "reference"
     if device.type == "cuda":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import has_values
 from ._autograd import needed_grads
 from .reference import RowStats, paired_dist_ref
 
@@ -45,10 +46,28 @@ TILE = 512
 _SLOW_BATCH = 1 << 16
 
 
+# 0-d tensors of the float c and tau values in use, per dtype: building one costs
+# about as much as validating a small call (issue 19). Never mutated: the ops read
+# them on the host, and autograd only saves them.
+_SCALARS: dict[tuple[float, torch.dtype], torch.Tensor] = {}
+
+
 def _c_tensor(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if isinstance(c, torch.Tensor):
+        if c.dim() == 0 and c.dtype == like.dtype:
+            return c
         return c.reshape(()).to(like.dtype)
-    return torch.tensor(float(c), dtype=like.dtype)
+    key = (float(c), like.dtype)
+    t = _SCALARS.get(key)
+    if t is not None:
+        return t
+    if torch.compiler.is_compiling() or not has_values():
+        return torch.tensor(key[0], dtype=like.dtype)  # a traced or fake value: no cache
+    with torch.inference_mode(False):  # usable by autograd outside any inference block
+        t = torch.tensor(key[0], dtype=like.dtype)
+    if len(_SCALARS) < 256:
+        _SCALARS[key] = t
+    return t
 
 
 # --------------------------------------------------------------------------- pairwise

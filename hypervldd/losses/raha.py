@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .. import kernels
+from .._checks import has_values
 from ..distributed import all_gather_rows, check_group_arg, resolve_group
 from ..manifolds import lorentz_math
 from ._common import (
@@ -183,13 +184,30 @@ def range_residual_subspaces(
         cov = xc.T @ yc / norm
         u, s, vh = torch.linalg.svd(cov, full_matrices=False)
         v = vh.T
-    else:
+        k = adaptive_rank(s, eta, max_rank)
+        return Subspaces(u[:, :k], v[:, :k], s, k)
+    if not has_values(xc, yc):
+        # Fake and meta tensors (tracing, the fake-CUDA suite): geqrf and ormqr have no
+        # meta kernels; the same bases from the explicit Q.
         qx, rx = torch.linalg.qr(xc.T)
         qy, ry = torch.linalg.qr(yc.T)
         us, s, vsh = torch.linalg.svd(rx @ ry.T / norm)
-        u, v = qx @ us, qy @ vsh.T
+        k = adaptive_rank(s, eta, max_rank)
+        return Subspaces((qx @ us)[:, :k], (qy @ vsh.T)[:, :k], s, k)
+    # Householder QR without forming Q (geqrf): only the k kept columns of the bases
+    # are ever needed, and applying Q to them (ormqr) costs O(d b k) where forming Q
+    # cost O(d b^2) (issue 19: the subspaces were a quarter of a RAHA step).
+    ax, tx = torch.geqrf(xc.T)
+    ay, ty = torch.geqrf(yc.T)
+    dy = y.shape[1]  # image and text widths may differ
+    r_x, r_y = min(b, d), min(b, dy)
+    us, s, vsh = torch.linalg.svd(ax[:r_x].triu() @ ay[:r_y].triu().T / norm)
     k = adaptive_rank(s, eta, max_rank)
-    return Subspaces(u[:, :k], v[:, :k], s, k)
+    u, v = xc.new_zeros(d, k), yc.new_zeros(dy, k)
+    if k > 0:
+        u[:r_x], v[:r_y] = us[:, :k], vsh[:k].T
+        u, v = torch.ormqr(ax, tx, u), torch.ormqr(ay, ty, v)
+    return Subspaces(u, v, s, k)
 
 
 @torch.no_grad()
@@ -198,7 +216,9 @@ def sinkhorn_plan(cost: torch.Tensor, eps: float = 0.05, iters: int = 20) -> tor
 
     The cost is divided by its mean (guarded against 0), then ``iters`` Sinkhorn rounds in
     the log domain (the kernel ``exp(-cost/eps)`` underflows float32 for ``eps = 0.05``).
-    Without gradient: the plan is a constant weighting of the cost.
+    Without gradient: the plan is a constant weighting of the cost. A batch of costs
+    ``(..., n, m)`` gives one plan per matrix, each as if computed alone (one pass of
+    small ops for all of them: RAHA solves its four plans at once).
 
     >>> import torch
     >>> from hypervldd.losses import sinkhorn_plan
@@ -207,17 +227,17 @@ def sinkhorn_plan(cost: torch.Tensor, eps: float = 0.05, iters: int = 20) -> tor
     >>> tuple(plan.shape), round(float(plan.sum()), 4), [round(v, 3) for v in plan.sum(1).tolist()]
     ((4, 3), 1.0, [0.25, 0.25, 0.25, 0.25])
     """
-    n, m = cost.shape
-    mean = cost.mean().clamp_min(torch.finfo(cost.dtype).tiny)
+    n, m = cost.shape[-2:]
+    mean = cost.mean((-2, -1), keepdim=True).clamp_min(torch.finfo(cost.dtype).tiny)
     log_k = -(cost / mean) / eps
-    f = cost.new_zeros(n)
-    g = cost.new_zeros(m)
+    f = cost.new_zeros(cost.shape[:-1])
+    g = cost.new_zeros(cost.shape[:-2] + (m,))
     log_a, log_b = -math.log(n), -math.log(m)
     for _ in range(int(iters)):
-        f = log_a - torch.logsumexp(log_k + g[None, :], dim=1)
-        g = log_b - torch.logsumexp(log_k + f[:, None], dim=0)
-    log_t = f[:, None] + log_k + g[None, :]
-    return torch.exp(log_t - torch.logsumexp(log_t.flatten(), 0))
+        f = log_a - torch.logsumexp(log_k + g[..., None, :], dim=-1)
+        g = log_b - torch.logsumexp(log_k + f[..., :, None], dim=-2)
+    log_t = f[..., :, None] + log_k + g[..., None, :]
+    return torch.exp(log_t - torch.logsumexp(log_t.flatten(-2), -1)[..., None, None])
 
 
 def ot_relevance_matching(
@@ -241,6 +261,15 @@ def ot_relevance_matching(
     >>> abs(float(ot_relevance_matching(logits, logits, tau_t=1.0))) < 0.05  # same rows: small
     True
     """
+    cost = _relevance_cost(real_logits, syn_logits, extra_temperature)
+    plan = sinkhorn_plan(cost.detach(), eps, iters)
+    return tau_t**2 * (plan * cost).sum()
+
+
+def _relevance_cost(
+    real_logits: torch.Tensor, syn_logits: torch.Tensor, extra_temperature: float
+) -> torch.Tensor:
+    """``KL(Q_i || P_j)`` ``(B', B)`` of :func:`ot_relevance_matching` (gradient through Q)."""
     if real_logits.shape[1] != syn_logits.shape[1]:
         raise ValueError(
             f"real_logits and syn_logits must share the key dimension, got"
@@ -249,9 +278,7 @@ def ot_relevance_matching(
     log_p = torch.log_softmax(real_logits.detach() / extra_temperature, dim=1)
     log_q = torch.log_softmax(syn_logits / extra_temperature, dim=1)
     q = log_q.exp()
-    cost = ((q * log_q).sum(1, keepdim=True) - q @ log_p.T).clamp_min(0)
-    plan = sinkhorn_plan(cost.detach(), eps, iters)
-    return tau_t**2 * (plan * cost).sum()
+    return ((q * log_q).sum(1, keepdim=True) - q @ log_p.T).clamp_min(0)
 
 
 class RAHALoss(nn.Module):
@@ -384,34 +411,35 @@ class RAHALoss(nn.Module):
         """Tangent features at the origin ``(N, d)`` (space part of ``log_0``)."""
         return lorentz_math.logmap0(points, self.c)[..., 1:]
 
-    def _match(self, real_logits, syn_logits) -> torch.Tensor:
-        extra = 1.0 if self.single_temperature else self.tau_relevance
-        return ot_relevance_matching(
-            real_logits,
-            syn_logits,
-            tau_t=self.tau_relevance,
-            extra_temperature=extra,
-            eps=self.sinkhorn_eps,
-            iters=self.sinkhorn_iters,
-        )
-
-    def _bidirectional(self, qr, kr, qs, ks) -> torch.Tensor:
-        """``D(S_r, S_s)``: image-to-text rows and text-to-image rows, averaged.
+    def _costs(self, qr, kr, qs, ks) -> list[torch.Tensor]:
+        """The image-to-text and text-to-image relevance costs of ``D(S_r, S_s)``.
 
         ``qr, kr`` are the real image/text coordinates (range or residual), ``qs, ks`` the
         synthetic ones; logits are inner products divided by ``tau_r``.
         """
         t = self.tau_relevance
+        extra = 1.0 if self.single_temperature else self.tau_relevance
         if self.shared_anchors:
             # Every distribution is over the real batch's keys.
-            i2t = self._match(qr @ kr.T / t, qs @ kr.T / t)
-            t2i = self._match(kr @ qr.T / t, ks @ qr.T / t)
-        else:
-            s_r = qr @ kr.T / t
-            s_s = qs @ ks.T / t
-            i2t = self._match(s_r, s_s)
-            t2i = self._match(s_r.T, s_s.T)
-        return 0.5 * (i2t + t2i)
+            return [
+                _relevance_cost(qr @ kr.T / t, qs @ kr.T / t, extra),
+                _relevance_cost(kr @ qr.T / t, ks @ qr.T / t, extra),
+            ]
+        s_r = qr @ kr.T / t
+        s_s = qs @ ks.T / t
+        return [_relevance_cost(s_r, s_s, extra), _relevance_cost(s_r.T, s_s.T, extra)]
+
+    def _matches(self, costs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``tau_r^2 sum T * cost`` of each cost (as :func:`ot_relevance_matching`), the
+        Sinkhorn plans of same-shaped costs solved as one batch."""
+        eps, iters = self.sinkhorn_eps, self.sinkhorn_iters
+        if all(c.shape == costs[0].shape for c in costs):
+            stacked = torch.stack(costs)
+            plans = sinkhorn_plan(stacked.detach(), eps, iters)
+            return list(self.tau_relevance**2 * (plans * stacked).sum((-2, -1)))
+        return [
+            self.tau_relevance**2 * (sinkhorn_plan(c.detach(), eps, iters) * c).sum() for c in costs
+        ]
 
     def forward(
         self,
@@ -513,8 +541,11 @@ class RAHALoss(nn.Module):
         ar, br, as_, bs = xr @ u, yr @ v, xs @ u, ys @ v
         xr_perp, yr_perp = xr - ar @ u.T, yr - br @ v.T
         xs_perp, ys_perp = xs - as_ @ u.T, ys - bs @ v.T
-        range_match = self._bidirectional(ar, br, as_, bs)
-        residual_match = self._bidirectional(xr_perp, yr_perp, xs_perp, ys_perp)
+        # The four Sinkhorn plans (range and residual, both directions) in one batch.
+        m = self._matches(
+            self._costs(ar, br, as_, bs) + self._costs(xr_perp, yr_perp, xs_perp, ys_perp)
+        )
+        range_match, residual_match = 0.5 * (m[0] + m[1]), 0.5 * (m[2] + m[3])
 
         # Regularisers on the cross-covariances, through b x b and k x k products only.
         def centred(t: torch.Tensor) -> torch.Tensor:

@@ -188,6 +188,30 @@ def test_zero_distance_gradient_is_zero() -> None:
         assert d.diagonal().abs().max() == 0
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [1.0, 0.731, 2.0])
+def test_pair_of_origins_has_the_zero_gradient(dtype: torch.dtype, c: float) -> None:
+    """Two points at the origin: the fast path's factor 1/sinh(d) is infinite there, so
+    the pair must go to the slow path (distance 0, zero subgradient), not give NaN."""
+    for manifold in MANIFOLDS:
+        x = torch.zeros(3, 5, dtype=dtype)
+        if manifold == "lorentz":
+            x[:, 0] = c**-0.5
+        x[2, 1:] = 0.3  # one point away from the origin
+        if manifold == "lorentz":
+            x[2, 0] = (1.0 / c + 4 * 0.09) ** 0.5
+        xg = x.clone().requires_grad_()
+        d = K.pairwise_dist(xg, x, manifold, c)
+        (g,) = torch.autograd.grad(d.sum(), xg)
+        assert bool(torch.isfinite(g).all()), (manifold, c)
+        assert d[0, 1] == 0 and torch.equal(g[0], g[1]), (manifold, c)
+        # Row 0 gets the zero subgradient from its two coincident pairs, so its gradient
+        # is that of its one distance to the far point alone.
+        x0 = x[:1].clone().requires_grad_()
+        (g0,) = torch.autograd.grad(K.pairwise_dist(x0, x[2:], manifold, c).sum(), x0)
+        torch.testing.assert_close(g[0], g0[0], rtol=grad_rtol(dtype), atol=0.0)
+
+
 @pytest.mark.parametrize("manifold", MANIFOLDS)
 def test_opcheck(manifold: str) -> None:
     need_ext()

@@ -319,3 +319,34 @@ def test_errors_name_the_argument() -> None:
         RAHALoss(eta=1.5)
     with pytest.raises(ValueError, match="solver"):
         RAHALoss(solver="eig")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_batched_sinkhorn_plans_equal_one_by_one(dtype: torch.dtype) -> None:
+    """RAHA solves its four plans as one batch: each equals the plan solved alone."""
+    from hypervldd.losses import sinkhorn_plan
+
+    g = torch.Generator().manual_seed(7)
+    costs = torch.rand(4, 9, 13, generator=g, dtype=F64).to(dtype) * torch.tensor(
+        [1.0, 3.0, 0.2, 50.0], dtype=dtype
+    ).view(4, 1, 1)
+    batched = sinkhorn_plan(costs, eps=0.05, iters=20)
+    eps = torch.finfo(dtype).eps
+    for i in range(4):
+        alone = sinkhorn_plan(costs[i], eps=0.05, iters=20)
+        torch.testing.assert_close(batched[i], alone, rtol=64 * eps, atol=64 * eps * 1e-2)
+        assert abs(float(batched[i].sum()) - 1.0) < 64 * eps
+
+
+@pytest.mark.parametrize(("b", "dx", "dy"), [(40, 6, 6), (40, 6, 5), (12, 30, 7), (12, 9, 30)])
+def test_qr_subspaces_with_other_widths(b: int, dx: int, dy: int) -> None:
+    """b > d (R factors d x b, Q d x d) and image and text widths that differ: the
+    bases still match the SVD's."""
+    x, _ = _batch(b, dx, seed=8)
+    _, y = _batch(b, dy, seed=8)
+    q = range_residual_subspaces(x, y, 0.999, solver="qr")
+    s = range_residual_subspaces(x, y, 0.999, solver="svd")
+    assert q.rank == s.rank and q.u.shape == s.u.shape and q.v.shape == s.v.shape
+    assert q.u.shape == (dx, q.rank) and q.v.shape == (dy, q.rank)
+    for a, e in ((q.u, s.u), (q.v, s.v)):
+        assert float((a @ a.T - e @ e.T).norm() / (e @ e.T).norm()) < 1e-8
