@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatch
 from pathlib import Path
@@ -36,7 +36,6 @@ import torch
 from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from tqdm.auto import tqdm
 
 from ..eval._config import config_to_dict
 from ..eval.pixel import OpenCLIPBackbone, PixelStudent, train_pixel_student
@@ -45,7 +44,15 @@ from ._io import ArtifactError
 from .artifact import SyntheticSet
 from .base import RealData
 from .engine import EngineConfig
-from .experts import SIDES, ExpertBuffer, ExpertConfig, ParamLayout, _expert_seed
+from .experts import (
+    SIDES,
+    ExpertBuffer,
+    ExpertConfig,
+    ParamLayout,
+    _open_buffer,
+    _record_experts,
+    _side_layouts,
+)
 from .lora import INITS, add_lora
 from .matching import StepLoss
 from .pixels import check_real_images
@@ -353,51 +360,29 @@ def train_pixel_experts(
     probe = build_pixel_expert(shape, d_t, config, tower_state, torch.Generator().manual_seed(0))
     names = pixel_side_names(probe)
     params = dict(probe.named_parameters())
-    layouts = {
-        s: ParamLayout(tuple(names[s]), tuple(tuple(params[n].shape) for n in names[s]))
-        for s in SIDES
-    }
+    layouts = _side_layouts(params, names)
     del probe, params
-    buf: ExpertBuffer | None = None
-    if directory is not None and (Path(directory) / "manifest.json").is_file():
-        buf = ExpertBuffer.open(directory)
-        buf.check(identity)
-    if buf is None:
-        buf = ExpertBuffer(identity, layouts, directory)
-    n = int(experts.num_experts)
-    bar = tqdm(total=n, initial=min(len(buf), n), disable=not progress, desc="pixel experts")
-    try:
-        for index in range(len(buf), n):
-            seed = _expert_seed(experts.seed, index)
-            gen = torch.Generator().manual_seed(seed)
-            st = build_pixel_expert(shape, d_t, config, tower_state, gen, lora_seed=seed + 2**40)
-            init = _init_state(st)
-            pdict = dict(st.named_parameters())
-            snaps = {s: [layouts[s].flatten(pdict).detach().clone()] for s in SIDES}
+    buf = _open_buffer(directory, identity, layouts)
 
-            def on_epoch(
-                epoch: int, pdict: dict = pdict, snaps: dict = snaps, index: int = index
-            ) -> None:
-                for s in SIDES:
-                    snaps[s].append(layouts[s].flatten(pdict).detach().clone())
-                bar.set_postfix(expert=index, epoch=epoch)
+    def build(gen: torch.Generator, seed: int) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+        st = build_pixel_expert(shape, d_t, config, tower_state, gen, lora_seed=seed + 2**40)
+        return st, _init_state(st)
 
-            losses = train_pixel_student(
-                st,
-                images,
-                data.pair_text,
-                proto,
-                gen,
-                image_index=data.pair_group,
-                group=data.pair_group,
-                on_epoch=on_epoch,
-            )
-            buf.add(index, seed, init, {s: torch.stack(snaps[s]) for s in SIDES}, losses)
-            bar.update(1)
-            bar.set_postfix(expert=index, loss=f"{losses[-1]:.4g}")
-    finally:
-        bar.close()
-    return buf
+    def fit(st: nn.Module, gen: torch.Generator, on_epoch: Callable[[int], None]) -> list[float]:
+        return train_pixel_student(
+            st,
+            images,
+            data.pair_text,
+            proto,
+            gen,
+            image_index=data.pair_group,
+            group=data.pair_group,
+            on_epoch=on_epoch,
+        )
+
+    return _record_experts(
+        buf, experts, layouts, build, fit, progress=progress, desc="pixel experts"
+    )
 
 
 # -- matching -----------------------------------------------------------------------------------
