@@ -70,6 +70,12 @@ def check_real_images(real_images: Any, num_images: int) -> torch.Tensor:
     return real_images
 
 
+def _images_digest(images: torch.Tensor) -> dict[str, Any]:
+    # Pins the real pixels in a checkpoint's or buffer's identity (features do not).
+    raw = images.detach().float().contiguous().numpy().tobytes()
+    return {"shape": list(images.shape), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
 def coreset_pixels(synthetic: SyntheticSet, real_images: torch.Tensor, real: Any) -> SyntheticSet:
     """The pairs of a real-pair selection with the real images' pixels.
 
@@ -197,11 +203,7 @@ class PixelMatch(GradientDistiller):
         if real_images is None:
             raise ValueError("pixel_match needs real_images (N_img, C, H, W) in [0, 1]")
         self._images = check_real_images(real_images, data.num_images).float()
-        raw = self._images.contiguous().numpy().tobytes()
-        self._images_digest = {
-            "shape": list(self._images.shape),
-            "sha256": hashlib.sha256(raw).hexdigest(),
-        }
+        self._images_digest = _images_digest(self._images)
         return super()._fit(data, budget, seed, **kwargs)
 
     def _identity(self, data: RealData, budget: int, seed: int) -> dict[str, Any]:

@@ -55,7 +55,7 @@ from .experts import (
 )
 from .lora import INITS, add_lora
 from .matching import StepLoss
-from .pixels import check_real_images
+from .pixels import _images_digest, check_real_images
 from .trajectory import MTTDistiller, soft_infonce
 
 __all__ = [
@@ -302,11 +302,6 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
         # Raw bytes (any dtype, 0-d included): reshape(-1) makes a 1-d contiguous copy.
         h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def _images_digest(images: torch.Tensor) -> dict[str, Any]:
-    raw = images.detach().float().contiguous().numpy().tobytes()
-    return {"shape": list(images.shape), "sha256": hashlib.sha256(raw).hexdigest()}
 
 
 def train_pixel_experts(
