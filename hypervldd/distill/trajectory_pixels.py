@@ -56,7 +56,7 @@ from .experts import (
 from .lora import INITS, add_lora
 from .matching import StepLoss
 from .pixels import _images_digest, check_real_images
-from .trajectory import MTTDistiller, soft_infonce
+from .trajectory import MTTDistiller, _check_matching_settings, soft_infonce
 
 __all__ = [
     "MTTPixelsConfig",
@@ -131,32 +131,7 @@ class MTTPixelsConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
-        for name in ("syn_steps", "expert_epochs", "max_start_epoch"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"mtt_pixels: {name} must be >= 1, got {getattr(self, name)}")
-        if self.max_start_epoch - 1 + self.expert_epochs > self.experts.epochs:
-            raise ValueError(
-                f"mtt_pixels: max_start_epoch - 1 + expert_epochs = "
-                f"{self.max_start_epoch - 1 + self.expert_epochs} exceeds experts.epochs = "
-                f"{self.experts.epochs}: the target epoch would not exist"
-            )
-        if self.batch_syn is not None and int(self.batch_syn) < 2:
-            raise ValueError(f"mtt_pixels: batch_syn must be >= 2 or None, got {self.batch_syn}")
-        if self.lr_init is not None and not (self.lr_init > 0):
-            raise ValueError(f"mtt_pixels: lr_init must be > 0, got {self.lr_init}")
-        if not (self.lr_lr >= 0) or not (self.lr_similarity >= 0):
-            raise ValueError("mtt_pixels: lr_lr and lr_similarity must be >= 0")
-        if self.normalization not in ("per_modality", "merged"):
-            raise ValueError(
-                "mtt_pixels: normalization must be 'per_modality' or 'merged', got "
-                f"{self.normalization!r}"
-            )
-        if int(self.similarity_rank) < 0 or not math.isfinite(self.similarity_alpha):
-            raise ValueError("mtt_pixels: similarity_rank must be >= 0 and similarity_alpha finite")
-        if self.gradient not in ("recompute", "unroll"):
-            raise ValueError(
-                f"mtt_pixels: gradient must be 'recompute' or 'unroll', got {self.gradient!r}"
-            )
+        _check_matching_settings(self, "mtt_pixels: ")
         if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int):
             raise ValueError(f"mtt_pixels: lora_rank must be an int >= 1, got {self.lora_rank!r}")
         if self.lora_rank < 1:
