@@ -52,6 +52,7 @@ import torch
 
 from . import lorentz_math as lm
 from . import poincare_math as pm
+from .lorentz_math import _as_batch
 
 __all__ = [
     "alpha",
@@ -78,12 +79,6 @@ __all__ = [
     "origin",
     "random",
 ]
-
-
-def _as_batch(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(c, torch.Tensor):
-        return c.to(dtype=like.dtype, device=like.device).unsqueeze(-1)
-    return torch.tensor(float(c), dtype=like.dtype, device=like.device)
 
 
 def _c64(c: float | torch.Tensor) -> float | torch.Tensor:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from ..numerics import artanhc, asinhc, ball_margin, compute_dtype, pow2_scale
+from ..numerics import artanhc, asinhc, ball_margin, pow2_scale
+from .lorentz_math import _as_batch, _up
 
 __all__ = [
     "alpha",
@@ -50,17 +51,6 @@ __all__ = [
     "origin",
     "random",
 ]
-
-
-def _as_batch(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(c, torch.Tensor):
-        return c.to(dtype=like.dtype, device=like.device).unsqueeze(-1)
-    return torch.tensor(float(c), dtype=like.dtype, device=like.device)
-
-
-def _up(x: torch.Tensor) -> torch.Tensor:
-    dt = compute_dtype(x)
-    return x if x.dtype == dt else x.to(dt)
 
 
 def _dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
