@@ -55,7 +55,7 @@ from .experts import (
 )
 from .lora import INITS, add_lora
 from .matching import StepLoss
-from .pixels import _images_digest, check_real_images
+from .pixels import _images_digest, _RealPixels, check_real_images
 from .trajectory import MTTDistiller, _check_matching_settings, soft_infonce
 
 __all__ = [
@@ -414,7 +414,7 @@ def make_pixel_step_loss(
     return step_loss
 
 
-class MTTPixels(MTTDistiller):
+class MTTPixels(_RealPixels, MTTDistiller):
     """Trajectory matching over synthetic pixels, LoRA on an open_clip image tower.
 
     ``fit(real, budget, seed, *, real_images, checkpoint_dir=None, resume=False,
@@ -443,29 +443,16 @@ class MTTPixels(MTTDistiller):
         real_images: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> SyntheticSet:
-        if real_images is None:
-            raise ValueError("mtt_pixels needs real_images (N_img, C, H, W) in [0, 1]")
-        self._images = check_real_images(real_images, data.num_images).float()
-        if self._images.shape[1] != 3:
+        images = self._keep_real_images(real_images, data)
+        if images.shape[1] != 3:
             raise ValueError(
-                f"mtt_pixels: open_clip towers take RGB images, got {self._images.shape[1]} "
+                f"mtt_pixels: open_clip towers take RGB images, got {images.shape[1]} "
                 "channel(s) in real_images"
             )
-        self._images_digest = _images_digest(self._images)
         return super()._fit(data, budget, seed, **kwargs)
-
-    def _identity(self, data: RealData, budget: int, seed: int) -> dict[str, Any]:
-        # The real pixels are not in the features' fingerprint: resume must refuse others.
-        return {**super()._identity(data, budget, seed), "real_images": self._images_digest}
 
     def _resolved(self) -> dict[str, Any]:
         return {**super()._resolved(), "image_source": "optimised-pixels"}
-
-    def _initial_tensors(
-        self, data: RealData, src: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        _, text = super()._initial_tensors(data, src)
-        return self._images[data.pair_group[src]].clone(), text
 
     def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
         cfg = self.config
