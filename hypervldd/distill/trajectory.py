@@ -249,6 +249,33 @@ class _Learned(nn.Module):
         return [self.sim_diag, self.sim_left, self.sim_right] if hasattr(self, "sim_diag") else []
 
 
+def _step_batch(m: int, batch: int | None, g: torch.Generator) -> torch.Tensor:
+    # The first draw from a step's generator, so the recomputation replays the same rows.
+    if batch is None or batch >= m:
+        return torch.arange(m)
+    return torch.randperm(m, generator=g)[:batch]
+
+
+def _step_targets(
+    inputs: Sequence[torch.Tensor], idx: torch.Tensor, sim_scale: float
+) -> torch.Tensor | None:
+    # The learned LoRS similarity diag(a) + scale L R^T on the batch rows (None: identity).
+    if len(inputs) <= 2:
+        return None
+    diag, left, right = inputs[2], inputs[3], inputs[4]
+    return torch.diag(diag[idx]) + sim_scale * (left[idx] @ right[idx].T)
+
+
+def _student_params(
+    layouts: dict[str, ParamLayout], params: Sequence[torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    # Flat per-side parameters as the objective's ``student.*`` names for functional_call.
+    pd: dict[str, torch.Tensor] = {}
+    for side, p in zip(SIDES, params, strict=True):
+        pd.update(layouts[side].unflatten(p, prefix="student."))
+    return pd
+
+
 def make_step_loss(
     objective: _Objective,
     layouts: dict[str, ParamLayout],
@@ -271,10 +298,7 @@ def make_step_loss(
         image, text = inputs[0], inputs[1]
         m = image.shape[0]
         g = torch.Generator().manual_seed(int(step_seeds[i]))
-        if batch is None or batch >= m:
-            idx = torch.arange(m)
-        else:
-            idx = torch.randperm(m, generator=g)[:batch]
+        idx = _step_batch(m, batch, g)
         xi, xt = image[idx], text[idx]
         if feature_dropout > 0:
             keep = 1.0 - feature_dropout
@@ -286,13 +310,8 @@ def make_step_loss(
             perm = torch.randperm(xi.shape[0], generator=g)
             xi = lam * xi + (1.0 - lam) * xi[perm]
             xt = lam * xt + (1.0 - lam) * xt[perm]
-        targets = None
-        if len(inputs) > 2:
-            diag, left, right = inputs[2], inputs[3], inputs[4]
-            targets = torch.diag(diag[idx]) + sim_scale * (left[idx] @ right[idx].T)
-        pd = {}
-        for side, p in zip(SIDES, params, strict=True):
-            pd.update(layouts[side].unflatten(p, prefix="student."))
+        targets = _step_targets(inputs, idx, sim_scale)
+        pd = _student_params(layouts, params)
         return functional_call(objective, pd, (xi, xt, targets))
 
     return step_loss

@@ -45,7 +45,6 @@ from .artifact import SyntheticSet
 from .base import RealData
 from .engine import EngineConfig
 from .experts import (
-    SIDES,
     ExpertBuffer,
     ExpertConfig,
     ParamLayout,
@@ -56,7 +55,14 @@ from .experts import (
 from .lora import INITS, add_lora
 from .matching import StepLoss
 from .pixels import _images_digest, _RealPixels, check_real_images
-from .trajectory import MTTDistiller, _check_matching_settings, soft_infonce
+from .trajectory import (
+    MTTDistiller,
+    _check_matching_settings,
+    _step_batch,
+    _step_targets,
+    _student_params,
+    soft_infonce,
+)
 
 __all__ = [
     "MTTPixelsConfig",
@@ -396,18 +402,9 @@ def make_pixel_step_loss(
         pixels, text = inputs[0], inputs[1]
         m = pixels.shape[0]
         g = torch.Generator().manual_seed(int(step_seeds[i]))
-        idx = (
-            torch.arange(m)
-            if batch is None or batch >= m
-            else torch.randperm(m, generator=g)[:batch]
-        )
-        targets = None
-        if len(inputs) > 2:
-            diag, left, right = inputs[2], inputs[3], inputs[4]
-            targets = torch.diag(diag[idx]) + sim_scale * (left[idx] @ right[idx].T)
-        pd = {}
-        for side, p in zip(SIDES, params, strict=True):
-            pd.update(layouts[side].unflatten(p, prefix="student."))
+        idx = _step_batch(m, batch, g)
+        targets = _step_targets(inputs, idx, sim_scale)
+        pd = _student_params(layouts, params)
         with sdpa_kernel([SDPBackend.MATH]):
             return functional_call(objective, pd, (pixels[idx], text[idx], targets, g))
 
