@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -407,6 +408,75 @@ def _expert_seed(seed: int, index: int) -> int:
     return int(seed) * 1_000_003 + int(index)
 
 
+def _side_layouts(
+    params: dict[str, torch.Tensor], names: dict[str, list[str]]
+) -> dict[str, ParamLayout]:
+    """The :class:`ParamLayout` of each side in ``SIDES`` from a probe's named parameters."""
+    return {
+        s: ParamLayout(tuple(names[s]), tuple(tuple(params[n].shape) for n in names[s]))
+        for s in SIDES
+    }
+
+
+def _open_buffer(
+    directory: str | Path | None, identity: dict[str, Any], layouts: dict[str, ParamLayout]
+) -> ExpertBuffer:
+    """The buffer in ``directory`` if one is there (checked against ``identity``), else a new one.
+
+    Raises:
+        ValueError: ``directory`` holds a buffer for another identity.
+    """
+    if directory is not None and (Path(directory) / "manifest.json").is_file():
+        buf = ExpertBuffer.open(directory)
+        buf.check(identity)
+        return buf
+    return ExpertBuffer(identity, layouts, directory)
+
+
+def _record_experts(
+    buf: ExpertBuffer,
+    experts: ExpertConfig,
+    layouts: dict[str, ParamLayout],
+    build: Callable[[torch.Generator, int], tuple[nn.Module, dict[str, torch.Tensor]]],
+    fit: Callable[[nn.Module, torch.Generator, Callable[[int], None]], list[float]],
+    *,
+    progress: bool = False,
+    desc: str = "experts",
+) -> ExpertBuffer:
+    """Train the experts ``buf`` lacks up to ``experts.num_experts``, snapshotting every epoch.
+
+    Expert ``index`` draws from a generator seeded by ``_expert_seed(experts.seed, index)``:
+    ``build(gen, seed)`` returns the module and the initial state the buffer stores, and
+    ``fit(module, gen, on_epoch)`` trains it, calling ``on_epoch(epoch)`` after each epoch,
+    and returns the per-epoch losses. Each side's flat parameters are recorded at the start
+    and after every epoch, so a buffer holds ``epochs + 1`` points per side per expert.
+    """
+    n = int(experts.num_experts)
+    bar = tqdm(total=n, initial=min(len(buf), n), disable=not progress, desc=desc)
+    try:
+        for index in range(len(buf), n):
+            seed = _expert_seed(experts.seed, index)
+            gen = torch.Generator().manual_seed(seed)
+            st, init = build(gen, seed)
+            pdict = dict(st.named_parameters())
+            snaps = {s: [layouts[s].flatten(pdict).detach().clone()] for s in SIDES}
+
+            def on_epoch(
+                epoch: int, pdict: dict = pdict, snaps: dict = snaps, index: int = index
+            ) -> None:
+                for s in SIDES:
+                    snaps[s].append(layouts[s].flatten(pdict).detach().clone())
+                bar.set_postfix(expert=index, epoch=epoch)
+
+            losses = fit(st, gen, on_epoch)
+            buf.add(index, seed, init, {s: torch.stack(snaps[s]) for s in SIDES}, losses)
+            bar.update(1)
+            bar.set_postfix(expert=index, loss=f"{losses[-1]:.4g}")
+    finally:
+        bar.close()
+    return buf
+
+
 def train_experts(
     data: RealData,
     student: StudentConfig,
@@ -434,46 +504,22 @@ def train_experts(
     probe = build_expert_student(d_i, d_t, student, experts, torch.Generator().manual_seed(0))
     names = side_parameter_names(probe)
     params = dict(probe.named_parameters())
-    layouts = {
-        s: ParamLayout(tuple(names[s]), tuple(tuple(params[n].shape) for n in names[s]))
-        for s in SIDES
-    }
-    buf: ExpertBuffer | None = None
-    if directory is not None and (Path(directory) / "manifest.json").is_file():
-        buf = ExpertBuffer.open(directory)
-        buf.check(identity)
-    if buf is None:
-        buf = ExpertBuffer(identity, layouts, directory)
-    n = int(experts.num_experts)
-    bar = tqdm(total=n, initial=min(len(buf), n), disable=not progress, desc="experts")
-    try:
-        for index in range(len(buf), n):
-            seed = _expert_seed(experts.seed, index)
-            gen = torch.Generator().manual_seed(seed)
-            st = build_expert_student(d_i, d_t, student, experts, gen, lora_seed=seed + 2**40)
-            init = {k: v.detach().clone() for k, v in st.state_dict().items()}
-            pdict = dict(st.named_parameters())
-            snaps = {s: [layouts[s].flatten(pdict).detach().clone()] for s in SIDES}
+    layouts = _side_layouts(params, names)
+    buf = _open_buffer(directory, identity, layouts)
 
-            def on_epoch(
-                epoch: int, pdict: dict = pdict, snaps: dict = snaps, index: int = index
-            ) -> None:
-                for s in SIDES:
-                    snaps[s].append(layouts[s].flatten(pdict).detach().clone())
-                bar.set_postfix(expert=index, epoch=epoch)
+    def build(gen: torch.Generator, seed: int) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+        st = build_expert_student(d_i, d_t, student, experts, gen, lora_seed=seed + 2**40)
+        return st, {k: v.detach().clone() for k, v in st.state_dict().items()}
 
-            losses = train_student(
-                st,
-                data.pair_image,
-                data.pair_text,
-                proto,
-                gen,
-                group=data.pair_group,
-                on_epoch=on_epoch,
-            )
-            buf.add(index, seed, init, {s: torch.stack(snaps[s]) for s in SIDES}, losses)
-            bar.update(1)
-            bar.set_postfix(expert=index, loss=f"{losses[-1]:.4g}")
-    finally:
-        bar.close()
-    return buf
+    def fit(st: nn.Module, gen: torch.Generator, on_epoch: Callable[[int], None]) -> list[float]:
+        return train_student(
+            st,
+            data.pair_image,
+            data.pair_text,
+            proto,
+            gen,
+            group=data.pair_group,
+            on_epoch=on_epoch,
+        )
+
+    return _record_experts(buf, experts, layouts, build, fit, progress=progress, desc="experts")

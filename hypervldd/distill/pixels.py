@@ -70,6 +70,43 @@ def check_real_images(real_images: Any, num_images: int) -> torch.Tensor:
     return real_images
 
 
+def _images_digest(images: torch.Tensor) -> dict[str, Any]:
+    # Pins the real pixels in a checkpoint's or buffer's identity (features do not).
+    raw = images.detach().float().contiguous().numpy().tobytes()
+    return {"shape": list(images.shape), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+class _RealPixels:
+    """What the pixel methods share about the real images their synthetic pixels start from.
+
+    ``_keep_real_images`` validates and keeps them with their digest; the digest joins
+    the checkpoint identity and each synthetic pair starts from its real image's pixels.
+    Mixed in before the distiller base, whose ``_identity`` and ``_initial_tensors`` it
+    extends.
+    """
+
+    method: str
+    _images: torch.Tensor
+    _images_digest: dict[str, Any]
+
+    def _keep_real_images(self, real_images: Any, data: RealData) -> torch.Tensor:
+        if real_images is None:
+            raise ValueError(f"{self.method} needs real_images (N_img, C, H, W) in [0, 1]")
+        self._images = check_real_images(real_images, data.num_images).float()
+        self._images_digest = _images_digest(self._images)
+        return self._images
+
+    def _identity(self, data: RealData, budget: int, seed: int) -> dict[str, Any]:
+        # The real pixels are not in the features' fingerprint: resume must refuse others.
+        return {**super()._identity(data, budget, seed), "real_images": self._images_digest}
+
+    def _initial_tensors(
+        self, data: RealData, src: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        _, text = super()._initial_tensors(data, src)  # the texts as every method starts
+        return self._images[data.pair_group[src]].clone(), text
+
+
 def coreset_pixels(synthetic: SyntheticSet, real_images: torch.Tensor, real: Any) -> SyntheticSet:
     """The pairs of a real-pair selection with the real images' pixels.
 
@@ -167,7 +204,7 @@ class PixelMatchConfig:
             raise ValueError(f"augment has unknown op(s) {bad}; allowed: {AUGMENT_OPS}")
 
 
-class PixelMatch(GradientDistiller):
+class PixelMatch(_RealPixels, GradientDistiller):
     """Random-ConvNet distribution + cross-covariance matching of synthetic pixels.
 
     ``fit(real, budget, seed, *, real_images, checkpoint_dir=None, resume=False,
@@ -194,28 +231,11 @@ class PixelMatch(GradientDistiller):
         real_images: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> SyntheticSet:
-        if real_images is None:
-            raise ValueError("pixel_match needs real_images (N_img, C, H, W) in [0, 1]")
-        self._images = check_real_images(real_images, data.num_images).float()
-        raw = self._images.contiguous().numpy().tobytes()
-        self._images_digest = {
-            "shape": list(self._images.shape),
-            "sha256": hashlib.sha256(raw).hexdigest(),
-        }
+        self._keep_real_images(real_images, data)
         return super()._fit(data, budget, seed, **kwargs)
-
-    def _identity(self, data: RealData, budget: int, seed: int) -> dict[str, Any]:
-        # The real pixels are not in the features' fingerprint: resume must refuse others.
-        return {**super()._identity(data, budget, seed), "real_images": self._images_digest}
 
     def _resolved(self) -> dict[str, Any]:
         return {"image_source": "optimised-pixels"}
-
-    def _initial_tensors(
-        self, data: RealData, src: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        _, text = super()._initial_tensors(data, src)  # the texts as every method starts
-        return self._images[data.pair_group[src]].clone(), text
 
     def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
         shape = tuple(int(s) for s in self._images.shape[1:])

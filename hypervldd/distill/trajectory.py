@@ -102,6 +102,36 @@ __all__ = [
 ]
 
 
+def _check_matching_settings(cfg: Any, prefix: str = "") -> None:
+    """Validate the trajectory-matching fields ``MTTConfig`` and ``MTTPixelsConfig`` share.
+
+    ``prefix`` (e.g. ``"mtt_pixels: "``) starts every message, naming the method.
+    """
+    for name in ("syn_steps", "expert_epochs", "max_start_epoch"):
+        if int(getattr(cfg, name)) < 1:
+            raise ValueError(f"{prefix}{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.max_start_epoch - 1 + cfg.expert_epochs > cfg.experts.epochs:
+        raise ValueError(
+            f"{prefix}max_start_epoch - 1 + expert_epochs = "
+            f"{cfg.max_start_epoch - 1 + cfg.expert_epochs} exceeds experts.epochs = "
+            f"{cfg.experts.epochs}: the target epoch would not exist"
+        )
+    if cfg.batch_syn is not None and int(cfg.batch_syn) < 2:
+        raise ValueError(f"{prefix}batch_syn must be >= 2 or None, got {cfg.batch_syn}")
+    if cfg.lr_init is not None and not (cfg.lr_init > 0):
+        raise ValueError(f"{prefix}lr_init must be > 0, got {cfg.lr_init}")
+    if not (cfg.lr_lr >= 0) or not (cfg.lr_similarity >= 0):
+        raise ValueError(f"{prefix}lr_lr and lr_similarity must be >= 0")
+    if cfg.normalization not in ("per_modality", "merged"):
+        raise ValueError(
+            f"{prefix}normalization must be 'per_modality' or 'merged', got {cfg.normalization!r}"
+        )
+    if int(cfg.similarity_rank) < 0 or not math.isfinite(cfg.similarity_alpha):
+        raise ValueError(f"{prefix}similarity_rank must be >= 0 and similarity_alpha finite")
+    if cfg.gradient not in ("recompute", "unroll"):
+        raise ValueError(f"{prefix}gradient must be 'recompute' or 'unroll', got {cfg.gradient!r}")
+
+
 # -- the distiller ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MTTConfig:
@@ -166,31 +196,9 @@ class MTTConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("syn_steps", "expert_epochs", "max_start_epoch"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_start_epoch - 1 + self.expert_epochs > self.experts.epochs:
-            raise ValueError(
-                f"max_start_epoch - 1 + expert_epochs = "
-                f"{self.max_start_epoch - 1 + self.expert_epochs} exceeds experts.epochs = "
-                f"{self.experts.epochs}: the target epoch would not exist"
-            )
-        if self.batch_syn is not None and int(self.batch_syn) < 2:
-            raise ValueError(f"batch_syn must be >= 2 or None, got {self.batch_syn}")
-        if self.lr_init is not None and not (self.lr_init > 0):
-            raise ValueError(f"lr_init must be > 0, got {self.lr_init}")
-        if not (self.lr_lr >= 0) or not (self.lr_similarity >= 0):
-            raise ValueError("lr_lr and lr_similarity must be >= 0")
+        _check_matching_settings(self)
         if not 0.0 <= self.feature_dropout < 1.0:
             raise ValueError(f"feature_dropout must be in [0, 1), got {self.feature_dropout}")
-        if self.normalization not in ("per_modality", "merged"):
-            raise ValueError(
-                f"normalization must be 'per_modality' or 'merged', got {self.normalization!r}"
-            )
-        if int(self.similarity_rank) < 0 or not math.isfinite(self.similarity_alpha):
-            raise ValueError("similarity_rank must be >= 0 and similarity_alpha finite")
-        if self.gradient not in ("recompute", "unroll"):
-            raise ValueError(f"gradient must be 'recompute' or 'unroll', got {self.gradient!r}")
 
 
 def soft_infonce(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
@@ -241,6 +249,33 @@ class _Learned(nn.Module):
         return [self.sim_diag, self.sim_left, self.sim_right] if hasattr(self, "sim_diag") else []
 
 
+def _step_batch(m: int, batch: int | None, g: torch.Generator) -> torch.Tensor:
+    # The first draw from a step's generator, so the recomputation replays the same rows.
+    if batch is None or batch >= m:
+        return torch.arange(m)
+    return torch.randperm(m, generator=g)[:batch]
+
+
+def _step_targets(
+    inputs: Sequence[torch.Tensor], idx: torch.Tensor, sim_scale: float
+) -> torch.Tensor | None:
+    # The learned LoRS similarity diag(a) + scale L R^T on the batch rows (None: identity).
+    if len(inputs) <= 2:
+        return None
+    diag, left, right = inputs[2], inputs[3], inputs[4]
+    return torch.diag(diag[idx]) + sim_scale * (left[idx] @ right[idx].T)
+
+
+def _student_params(
+    layouts: dict[str, ParamLayout], params: Sequence[torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    # Flat per-side parameters as the objective's ``student.*`` names for functional_call.
+    pd: dict[str, torch.Tensor] = {}
+    for side, p in zip(SIDES, params, strict=True):
+        pd.update(layouts[side].unflatten(p, prefix="student."))
+    return pd
+
+
 def make_step_loss(
     objective: _Objective,
     layouts: dict[str, ParamLayout],
@@ -263,10 +298,7 @@ def make_step_loss(
         image, text = inputs[0], inputs[1]
         m = image.shape[0]
         g = torch.Generator().manual_seed(int(step_seeds[i]))
-        if batch is None or batch >= m:
-            idx = torch.arange(m)
-        else:
-            idx = torch.randperm(m, generator=g)[:batch]
+        idx = _step_batch(m, batch, g)
         xi, xt = image[idx], text[idx]
         if feature_dropout > 0:
             keep = 1.0 - feature_dropout
@@ -278,13 +310,8 @@ def make_step_loss(
             perm = torch.randperm(xi.shape[0], generator=g)
             xi = lam * xi + (1.0 - lam) * xi[perm]
             xt = lam * xt + (1.0 - lam) * xt[perm]
-        targets = None
-        if len(inputs) > 2:
-            diag, left, right = inputs[2], inputs[3], inputs[4]
-            targets = torch.diag(diag[idx]) + sim_scale * (left[idx] @ right[idx].T)
-        pd = {}
-        for side, p in zip(SIDES, params, strict=True):
-            pd.update(layouts[side].unflatten(p, prefix="student."))
+        targets = _step_targets(inputs, idx, sim_scale)
+        pd = _student_params(layouts, params)
         return functional_call(objective, pd, (xi, xt, targets))
 
     return step_loss

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatch
 from pathlib import Path
@@ -36,7 +36,6 @@ import torch
 from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from tqdm.auto import tqdm
 
 from ..eval._config import config_to_dict
 from ..eval.pixel import OpenCLIPBackbone, PixelStudent, train_pixel_student
@@ -45,11 +44,25 @@ from ._io import ArtifactError
 from .artifact import SyntheticSet
 from .base import RealData
 from .engine import EngineConfig
-from .experts import SIDES, ExpertBuffer, ExpertConfig, ParamLayout, _expert_seed
+from .experts import (
+    ExpertBuffer,
+    ExpertConfig,
+    ParamLayout,
+    _open_buffer,
+    _record_experts,
+    _side_layouts,
+)
 from .lora import INITS, add_lora
 from .matching import StepLoss
-from .pixels import check_real_images
-from .trajectory import MTTDistiller, soft_infonce
+from .pixels import _images_digest, _RealPixels, check_real_images
+from .trajectory import (
+    MTTDistiller,
+    _check_matching_settings,
+    _step_batch,
+    _step_targets,
+    _student_params,
+    soft_infonce,
+)
 
 __all__ = [
     "MTTPixelsConfig",
@@ -124,32 +137,7 @@ class MTTPixelsConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
-        for name in ("syn_steps", "expert_epochs", "max_start_epoch"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"mtt_pixels: {name} must be >= 1, got {getattr(self, name)}")
-        if self.max_start_epoch - 1 + self.expert_epochs > self.experts.epochs:
-            raise ValueError(
-                f"mtt_pixels: max_start_epoch - 1 + expert_epochs = "
-                f"{self.max_start_epoch - 1 + self.expert_epochs} exceeds experts.epochs = "
-                f"{self.experts.epochs}: the target epoch would not exist"
-            )
-        if self.batch_syn is not None and int(self.batch_syn) < 2:
-            raise ValueError(f"mtt_pixels: batch_syn must be >= 2 or None, got {self.batch_syn}")
-        if self.lr_init is not None and not (self.lr_init > 0):
-            raise ValueError(f"mtt_pixels: lr_init must be > 0, got {self.lr_init}")
-        if not (self.lr_lr >= 0) or not (self.lr_similarity >= 0):
-            raise ValueError("mtt_pixels: lr_lr and lr_similarity must be >= 0")
-        if self.normalization not in ("per_modality", "merged"):
-            raise ValueError(
-                "mtt_pixels: normalization must be 'per_modality' or 'merged', got "
-                f"{self.normalization!r}"
-            )
-        if int(self.similarity_rank) < 0 or not math.isfinite(self.similarity_alpha):
-            raise ValueError("mtt_pixels: similarity_rank must be >= 0 and similarity_alpha finite")
-        if self.gradient not in ("recompute", "unroll"):
-            raise ValueError(
-                f"mtt_pixels: gradient must be 'recompute' or 'unroll', got {self.gradient!r}"
-            )
+        _check_matching_settings(self, "mtt_pixels: ")
         if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int):
             raise ValueError(f"mtt_pixels: lora_rank must be an int >= 1, got {self.lora_rank!r}")
         if self.lora_rank < 1:
@@ -297,11 +285,6 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _images_digest(images: torch.Tensor) -> dict[str, Any]:
-    raw = images.detach().float().contiguous().numpy().tobytes()
-    return {"shape": list(images.shape), "sha256": hashlib.sha256(raw).hexdigest()}
-
-
 def train_pixel_experts(
     data: RealData,
     images: torch.Tensor,
@@ -353,51 +336,29 @@ def train_pixel_experts(
     probe = build_pixel_expert(shape, d_t, config, tower_state, torch.Generator().manual_seed(0))
     names = pixel_side_names(probe)
     params = dict(probe.named_parameters())
-    layouts = {
-        s: ParamLayout(tuple(names[s]), tuple(tuple(params[n].shape) for n in names[s]))
-        for s in SIDES
-    }
+    layouts = _side_layouts(params, names)
     del probe, params
-    buf: ExpertBuffer | None = None
-    if directory is not None and (Path(directory) / "manifest.json").is_file():
-        buf = ExpertBuffer.open(directory)
-        buf.check(identity)
-    if buf is None:
-        buf = ExpertBuffer(identity, layouts, directory)
-    n = int(experts.num_experts)
-    bar = tqdm(total=n, initial=min(len(buf), n), disable=not progress, desc="pixel experts")
-    try:
-        for index in range(len(buf), n):
-            seed = _expert_seed(experts.seed, index)
-            gen = torch.Generator().manual_seed(seed)
-            st = build_pixel_expert(shape, d_t, config, tower_state, gen, lora_seed=seed + 2**40)
-            init = _init_state(st)
-            pdict = dict(st.named_parameters())
-            snaps = {s: [layouts[s].flatten(pdict).detach().clone()] for s in SIDES}
+    buf = _open_buffer(directory, identity, layouts)
 
-            def on_epoch(
-                epoch: int, pdict: dict = pdict, snaps: dict = snaps, index: int = index
-            ) -> None:
-                for s in SIDES:
-                    snaps[s].append(layouts[s].flatten(pdict).detach().clone())
-                bar.set_postfix(expert=index, epoch=epoch)
+    def build(gen: torch.Generator, seed: int) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+        st = build_pixel_expert(shape, d_t, config, tower_state, gen, lora_seed=seed + 2**40)
+        return st, _init_state(st)
 
-            losses = train_pixel_student(
-                st,
-                images,
-                data.pair_text,
-                proto,
-                gen,
-                image_index=data.pair_group,
-                group=data.pair_group,
-                on_epoch=on_epoch,
-            )
-            buf.add(index, seed, init, {s: torch.stack(snaps[s]) for s in SIDES}, losses)
-            bar.update(1)
-            bar.set_postfix(expert=index, loss=f"{losses[-1]:.4g}")
-    finally:
-        bar.close()
-    return buf
+    def fit(st: nn.Module, gen: torch.Generator, on_epoch: Callable[[int], None]) -> list[float]:
+        return train_pixel_student(
+            st,
+            images,
+            data.pair_text,
+            proto,
+            gen,
+            image_index=data.pair_group,
+            group=data.pair_group,
+            on_epoch=on_epoch,
+        )
+
+    return _record_experts(
+        buf, experts, layouts, build, fit, progress=progress, desc="pixel experts"
+    )
 
 
 # -- matching -----------------------------------------------------------------------------------
@@ -441,25 +402,16 @@ def make_pixel_step_loss(
         pixels, text = inputs[0], inputs[1]
         m = pixels.shape[0]
         g = torch.Generator().manual_seed(int(step_seeds[i]))
-        idx = (
-            torch.arange(m)
-            if batch is None or batch >= m
-            else torch.randperm(m, generator=g)[:batch]
-        )
-        targets = None
-        if len(inputs) > 2:
-            diag, left, right = inputs[2], inputs[3], inputs[4]
-            targets = torch.diag(diag[idx]) + sim_scale * (left[idx] @ right[idx].T)
-        pd = {}
-        for side, p in zip(SIDES, params, strict=True):
-            pd.update(layouts[side].unflatten(p, prefix="student."))
+        idx = _step_batch(m, batch, g)
+        targets = _step_targets(inputs, idx, sim_scale)
+        pd = _student_params(layouts, params)
         with sdpa_kernel([SDPBackend.MATH]):
             return functional_call(objective, pd, (pixels[idx], text[idx], targets, g))
 
     return step_loss
 
 
-class MTTPixels(MTTDistiller):
+class MTTPixels(_RealPixels, MTTDistiller):
     """Trajectory matching over synthetic pixels, LoRA on an open_clip image tower.
 
     ``fit(real, budget, seed, *, real_images, checkpoint_dir=None, resume=False,
@@ -488,29 +440,16 @@ class MTTPixels(MTTDistiller):
         real_images: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> SyntheticSet:
-        if real_images is None:
-            raise ValueError("mtt_pixels needs real_images (N_img, C, H, W) in [0, 1]")
-        self._images = check_real_images(real_images, data.num_images).float()
-        if self._images.shape[1] != 3:
+        images = self._keep_real_images(real_images, data)
+        if images.shape[1] != 3:
             raise ValueError(
-                f"mtt_pixels: open_clip towers take RGB images, got {self._images.shape[1]} "
+                f"mtt_pixels: open_clip towers take RGB images, got {images.shape[1]} "
                 "channel(s) in real_images"
             )
-        self._images_digest = _images_digest(self._images)
         return super()._fit(data, budget, seed, **kwargs)
-
-    def _identity(self, data: RealData, budget: int, seed: int) -> dict[str, Any]:
-        # The real pixels are not in the features' fingerprint: resume must refuse others.
-        return {**super()._identity(data, budget, seed), "real_images": self._images_digest}
 
     def _resolved(self) -> dict[str, Any]:
         return {**super()._resolved(), "image_source": "optimised-pixels"}
-
-    def _initial_tensors(
-        self, data: RealData, src: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        _, text = super()._initial_tensors(data, src)
-        return self._images[data.pair_group[src]].clone(), text
 
     def _setup(self, data: RealData, budget: int, gen: torch.Generator) -> None:
         cfg = self.config

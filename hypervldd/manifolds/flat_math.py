@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from ..numerics import compute_dtype, sinc
+from ..numerics import sinc
+from .lorentz_math import _as_batch, _up
 
 __all__ = [
     "euclidean_dist",
@@ -24,17 +25,6 @@ __all__ = [
     "sphere_logmap",
     "sphere_transp",
 ]
-
-
-def _up(x: torch.Tensor) -> torch.Tensor:
-    dt = compute_dtype(x)
-    return x if x.dtype == dt else x.to(dt)
-
-
-def _as_batch(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(c, torch.Tensor):
-        return c.to(dtype=like.dtype, device=like.device).unsqueeze(-1)
-    return torch.tensor(float(c), dtype=like.dtype, device=like.device)
 
 
 def euclidean_dist(x: torch.Tensor, y: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:

@@ -84,6 +84,13 @@ class PoincareGeooptMethods:
         """geoopt's signed curvature of the ball, ``k = -c``."""
         return -self.c
 
+    def _through_origin(
+        self, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], project: bool
+    ) -> torch.Tensor:
+        # geoopt's Mobius maps all act in the tangent space at the origin: exp_0(fn(log_0(x))).
+        y = self.expmap0(fn(self.logmap0(x)))
+        return self.projx(y) if project else y
+
     @along_dim("x", "r")
     def mobius_scalar_mul(
         self, r: torch.Tensor | float, x: torch.Tensor, *, dim: int = -1, project: bool = True
@@ -97,8 +104,7 @@ class PoincareGeooptMethods:
         >>> round((ball.dist0(ball.mobius_scalar_mul(3.0, x)) / ball.dist0(x)).item(), 4)
         3.0
         """
-        y = self.expmap0(_per_point(r, x) * self.logmap0(x))
-        return self.projx(y) if project else y
+        return self._through_origin(x, lambda v: _per_point(r, x) * v, project)
 
     @along_dim("x")
     def mobius_matvec(
@@ -113,8 +119,7 @@ class PoincareGeooptMethods:
         >>> torch.allclose(ball.mobius_matvec(torch.eye(2), x), x, atol=1e-6)
         True
         """
-        y = self.expmap0(self.logmap0(x) @ m.transpose(-1, -2))
-        return self.projx(y) if project else y
+        return self._through_origin(x, lambda v: v @ m.transpose(-1, -2), project)
 
     @along_dim("x", "y", "t")
     def geodesic(
@@ -275,8 +280,7 @@ class PoincareGeooptMethods:
         >>> torch.allclose(ball.mobius_pointwise_mul(w, x), ball.mobius_matvec(torch.diag(w), x))
         True
         """
-        y = self.expmap0(w * self.logmap0(x))
-        return self.projx(y) if project else y
+        return self._through_origin(x, lambda v: w * v, project)
 
     def mobius_fn_apply(
         self,
@@ -319,11 +323,13 @@ class PoincareGeooptMethods:
         """
         if not fns:
             return x
-        v = self.logmap0(x)
-        for fn in fns:
-            v = fn(v)
-        y = self.expmap0(v)
-        return self.projx(y) if project else y
+
+        def chain(v: torch.Tensor) -> torch.Tensor:
+            for fn in fns:
+                v = fn(v)
+            return v
+
+        return self._through_origin(x, chain, project)
 
     @along_dim("x", "y", "z")
     def gyration(

@@ -7,6 +7,7 @@ import torch
 from . import klein_math as math
 from .base import Manifold
 from .lorentz import _flat_size, _two_dims
+from .poincare import _ball_residual
 
 __all__ = ["Klein"]
 
@@ -41,11 +42,7 @@ class Klein(Manifold):
     name = "Klein"
 
     def _residual(self, x: torch.Tensor, rtol: float) -> tuple[bool, str | None]:
-        a = math.alpha(x, self._c(x))
-        if bool((a <= 0).any()):
-            worst = float((1.0 - a).max())
-            return False, f"points must satisfy c|x|^2 < 1, got c|x|^2 up to {worst:.6g}"
-        return True, None
+        return _ball_residual(x, self._c(x))
 
     def _tangent_residual(
         self, x: torch.Tensor, u: torch.Tensor, rtol: float

@@ -52,6 +52,7 @@ import torch
 
 from . import lorentz_math as lm
 from . import poincare_math as pm
+from .lorentz_math import _as_batch, _directions_and_radius
 
 __all__ = [
     "alpha",
@@ -78,12 +79,6 @@ __all__ = [
     "origin",
     "random",
 ]
-
-
-def _as_batch(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(c, torch.Tensor):
-        return c.to(dtype=like.dtype, device=like.device).unsqueeze(-1)
-    return torch.tensor(float(c), dtype=like.dtype, device=like.device)
 
 
 def _c64(c: float | torch.Tensor) -> float | torch.Tensor:
@@ -458,11 +453,6 @@ def random(
     >>> torch.allclose(klein_math.dist0(k, 1.0), torch.full((3,), 2.0, dtype=torch.float64))
     True
     """
-    dtype = dtype or torch.get_default_dtype()
-    g = torch.randn(*shape, dtype=dtype, device=device, generator=generator)
-    g = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-    r = torch.as_tensor(radius, dtype=dtype, device=device)
-    if r.dim() > 0:
-        r = r.unsqueeze(-1)
+    g, r = _directions_and_radius(shape, radius, dtype, device, generator)
     sc = _as_batch(c, g).sqrt()
     return projx(g * torch.tanh(sc * r) / sc, c)

@@ -440,6 +440,26 @@ def transp0back(x: torch.Tensor, v: torch.Tensor, c: float | torch.Tensor) -> to
     return v + cb * inner(o, v, keepdim=True) / (1.0 + sc * x0) * (o + x)
 
 
+def _directions_and_radius(
+    shape: tuple[int, ...],
+    radius: float | torch.Tensor,
+    dtype: torch.dtype | None,
+    device: torch.device | str | None,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit vectors ``(*shape)`` in uniform directions and ``radius`` shaped to scale them.
+
+    A tensor ``radius`` (broadcastable to ``shape[:-1]``) gets a trailing singleton dim.
+    """
+    dtype = dtype or torch.get_default_dtype()
+    g = torch.randn(*shape, dtype=dtype, device=device, generator=generator)
+    g = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    r = torch.as_tensor(radius, dtype=dtype, device=device)
+    if r.dim() > 0:
+        r = r.unsqueeze(-1)
+    return g, r
+
+
 def random(
     *shape: int,
     radius: float | torch.Tensor = 1.0,
@@ -453,11 +473,6 @@ def random(
     ``shape`` includes the last dimension ``D + 1``. ``radius`` may be a tensor
     broadcastable to ``shape[:-1]`` (e.g. log-uniform radii for a sweep).
     """
-    dtype = dtype or torch.get_default_dtype()
-    g = torch.randn(*shape[:-1], shape[-1] - 1, dtype=dtype, device=device, generator=generator)
-    g = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-    r = torch.as_tensor(radius, dtype=dtype, device=device)
-    if r.dim() > 0:
-        r = r.unsqueeze(-1)
+    g, r = _directions_and_radius((*shape[:-1], shape[-1] - 1), radius, dtype, device, generator)
     us = g * r  # at the origin the tangent norm is the distance
     return expmap0(torch.cat([torch.zeros_like(us[..., :1]), us], dim=-1), c)

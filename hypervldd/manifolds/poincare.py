@@ -31,11 +31,7 @@ class PoincareBall(PoincareGeooptMethods, Manifold):
     name = "PoincareBall"
 
     def _residual(self, x: torch.Tensor, rtol: float) -> tuple[bool, str | None]:
-        a = math.alpha(x, self._c(x))
-        if bool((a <= 0).any()):
-            worst = float((1.0 - a).max())
-            return False, f"points must satisfy c|x|^2 < 1, got c|x|^2 up to {worst:.6g}"
-        return True, None
+        return _ball_residual(x, self._c(x))
 
     def _tangent_residual(
         self, x: torch.Tensor, u: torch.Tensor, rtol: float
@@ -294,3 +290,12 @@ class PoincareBall(PoincareGeooptMethods, Manifold):
         """
         v = _normal_tangent(point_size(size), mean, std, dtype, device, generator)
         return manifold_tensor(math.expmap0(v, self._c(v)), self)
+
+
+def _ball_residual(x: torch.Tensor, c: float | torch.Tensor) -> tuple[bool, str | None]:
+    # The open ball c|x|^2 < 1 is the domain of both the Poincare and the Klein models.
+    a = math.alpha(x, c)
+    if bool((a <= 0).any()):
+        worst = float((1.0 - a).max())
+        return False, f"points must satisfy c|x|^2 < 1, got c|x|^2 up to {worst:.6g}"
+    return True, None

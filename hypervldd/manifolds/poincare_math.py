@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from ..numerics import artanhc, asinhc, ball_margin, compute_dtype, pow2_scale
+from ..numerics import artanhc, asinhc, ball_margin, pow2_scale
+from .lorentz_math import _as_batch, _directions_and_radius, _up
 
 __all__ = [
     "alpha",
@@ -50,17 +51,6 @@ __all__ = [
     "origin",
     "random",
 ]
-
-
-def _as_batch(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(c, torch.Tensor):
-        return c.to(dtype=like.dtype, device=like.device).unsqueeze(-1)
-    return torch.tensor(float(c), dtype=like.dtype, device=like.device)
-
-
-def _up(x: torch.Tensor) -> torch.Tensor:
-    dt = compute_dtype(x)
-    return x if x.dtype == dt else x.to(dt)
 
 
 def _dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -363,11 +353,6 @@ def random(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Points at hyperbolic distance ``radius`` from the origin in uniform directions."""
-    dtype = dtype or torch.get_default_dtype()
-    g = torch.randn(*shape, dtype=dtype, device=device, generator=generator)
-    g = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-    r = torch.as_tensor(radius, dtype=dtype, device=device)
-    if r.dim() > 0:
-        r = r.unsqueeze(-1)
+    g, r = _directions_and_radius(shape, radius, dtype, device, generator)
     sc = _as_batch(c, g).sqrt()
     return projx(g * torch.tanh(sc * r / 2.0) / sc, c)

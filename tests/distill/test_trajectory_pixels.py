@@ -1,5 +1,7 @@
 """``mtt_pixels``: trajectory matching over pixels with LoRA on a tiny open_clip tower."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +9,7 @@ import torch.nn.functional as F
 from hypervldd.distill import ExpertBuffer, prepare_real
 from hypervldd.distill.experts import SIDES
 from hypervldd.distill.lora import lora_layers, remove_lora
+from hypervldd.distill.trajectory import MTTConfig
 from hypervldd.distill.trajectory_pixels import (
     MTTPixels,
     MTTPixelsConfig,
@@ -281,3 +284,22 @@ def test_cli_pixel_compare_names_mtt_pixels_and_checks_its_config(
     assert cli.main(["compare", "--pixels", "8", *argv]) == 1
     err = capsys.readouterr().err
     assert message in err and ("mtt_pixels" in err)
+
+
+def test_shared_matching_checks_name_the_pixel_method():
+    # MTTConfig and MTTPixelsConfig validate their common fields with one checker;
+    # the pixel method's messages start with its name, the feature method's do not.
+    cases = [
+        ({"syn_steps": 0}, "syn_steps must be >= 1, got 0"),
+        ({"batch_syn": 1}, "batch_syn must be >= 2 or None, got 1"),
+        ({"lr_init": 0.0}, "lr_init must be > 0"),
+        ({"lr_lr": -1.0}, "lr_lr and lr_similarity must be >= 0"),
+        ({"normalization": "both"}, "normalization must be 'per_modality' or 'merged'"),
+        ({"similarity_rank": -1}, "similarity_rank must be >= 0"),
+        ({"gradient": "tesla"}, "gradient must be 'recompute' or 'unroll'"),
+    ]
+    for data, msg in cases:
+        with pytest.raises(ValueError, match="^" + re.escape(msg)):
+            MTTConfig(**data)
+        with pytest.raises(ValueError, match="^" + re.escape("mtt_pixels: " + msg)):
+            MTTPixelsConfig(**data)

@@ -162,3 +162,13 @@ def test_nan_in_gives_nan_out_with_validation_off() -> None:
         assert not torch.isnan(m.dist(bad, x)[1])
     with pytest.raises(ValueError, match=r"^x must be finite"):
         m.dist(bad, x)
+
+
+def test_klein_and_poincare_reject_points_outside_the_ball_alike():
+    # Both models live on the open ball c|x|^2 < 1 and share one residual check.
+    inside = torch.tensor([[0.3, 0.4]], dtype=torch.float64)
+    outside = torch.tensor([[0.3, 0.4], [0.0, 1.5]], dtype=torch.float64)
+    for m in (Klein(c=1.0), PoincareBall(c=1.0)):
+        assert m._check_point_on_manifold(inside, rtol=1e-9) == (True, None)
+        ok, msg = m._check_point_on_manifold(outside, rtol=1e-9)
+        assert not ok and msg == "points must satisfy c|x|^2 < 1, got c|x|^2 up to 2.25"
