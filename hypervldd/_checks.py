@@ -267,7 +267,9 @@ def _compiled_first_bad(
             or torch._C._functorch.is_functorch_wrapped_tensor(t)
         ):
             return None
-    return _first_bad([t for t, _ in tensors], _MAN_CODE[manifold], float(c), *_RTOLS)
+    # detach: a learnable curvature would warn on every call (tensor with grad to scalar)
+    cv = float(c.detach()) if isinstance(c, torch.Tensor) else float(c)
+    return _first_bad([t for t, _ in tensors], _MAN_CODE[manifold], cv, *_RTOLS)
 
 
 def check_points(

@@ -162,3 +162,17 @@ def test_cached_scalar_is_usable_outside_inference_mode() -> None:
     d = K.pairwise_dist(x, x.detach(), "lorentz", 0.731)
     d.sum().backward()
     assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
+def test_learnable_curvature_is_checked_without_a_warning() -> None:
+    import warnings
+
+    from hypervldd.manifolds import Lorentz
+
+    c = torch.tensor(1.0, requires_grad=True)  # a curvature the user trains
+    x = Lorentz().lift(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_points([(x, "x")], "lorentz", c)
+    with pytest.raises(ValueError, match="x"):
+        check_points([(x * 2, "x")], "lorentz", c)
