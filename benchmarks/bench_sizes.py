@@ -138,9 +138,9 @@ def measure_case(op: str, man: str, n: int, d: int, pas: str, reps: int) -> dict
         "n": n,
         "d": d,
         "pass": pas,
-        "fused_s": f"{fused:.6f}",
-        "composite_s": f"{comp:.6f}",
-        "mm_s": f"{mm:.6f}",
+        "fused_s": f"{fused:.4e}",
+        "composite_s": f"{comp:.4e}",
+        "mm_s": f"{mm:.4e}",
         "fused/composite": f"{fused / comp:.3f}",
         "fused/mm": f"{fused / mm:.3f}",
     }
