@@ -22,7 +22,10 @@ import sys
 from pathlib import Path
 
 #: Column names that are costs (higher is worse).
-COST = re.compile(r"(sec|second|time|_ms|^ms|_us|^us|mem|_mb|^mb|ratio|x_mm|_x$|err|slow)", re.I)
+#: ``_s$``: seconds (``fused_s``); ``/``: a ratio of two costs (``fused/mm``).
+COST = re.compile(
+    r"(sec|second|time|_ms|^ms|_us|^us|_s$|mem|_mb|^mb|ratio|/|x_mm|_x$|err|slow)", re.I
+)
 
 
 def _num(v: str) -> float | None:

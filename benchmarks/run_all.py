@@ -63,6 +63,8 @@ QUICK: tuple[Bench, ...] = (
         ("--n", "512", "--d", "64", "--reps", "3", "--threads", "1", "--out", "bench_rowstats"),
     ),
     Bench("threads", "bench_threads.py", ("--quick", "--out", "bench_threads")),
+    # --force: this script has already refused a non-empty folder unless told to overwrite.
+    Bench("sizes", "bench_sizes.py", ("--quick", "--force", "--out", "bench_sizes")),
 )
 
 #: Benchmarks without a quick mode that fits the 10 minutes, with the reason.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import sys
 from pathlib import Path
@@ -100,3 +101,48 @@ def test_run_all_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     scripts = {p.name for p in BENCH.glob("*.py")} - {"_common.py", "run_all.py", "compare.py"}
     covered = {b.script for b in run_all.QUICK} | set(run_all.NOT_QUICK)
     assert scripts == covered
+
+
+def test_compare_reads_seconds_and_slash_ratios_as_costs() -> None:
+    for name in ("fused_s", "median_s", "fused/mm", "fused/composite"):
+        assert compare.COST.search(name), name
+    for name in ("n", "d", "count", "pass", "sizes"):
+        assert not compare.COST.search(name), name
+
+
+def test_bench_sizes_tiny_run_verdicts_and_out(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    sizes = _load("bench_sizes")
+    out = tmp_path / "run" / "s"
+    sizes.main(["--sizes", "8", "--dims", "4", "--reps", "1", "--threads", "1", "--out", str(out)])
+    rows = list(csv.DictReader((tmp_path / "run" / "s.csv").open()))
+    assert [(r["op"], r["manifold"], r["pass"]) for r in rows] == [
+        (op, man, pas) for op, man in sizes.CASES for pas in sizes.PASSES
+    ]
+    for r in rows:
+        f, c, m = (float(r[k]) for k in ("fused_s", "composite_s", "mm_s"))
+        assert f > 0 and c > 0 and m > 0
+        assert float(r["fused/composite"]) == pytest.approx(f / c, rel=2e-3, abs=1e-3)
+        assert float(r["fused/mm"]) == pytest.approx(f / m, rel=2e-3, abs=1e-3)
+    printed = capsys.readouterr().out
+    assert printed.count("| pairwise_dist |") == 4 and "of 6 points pass" in printed
+    assert f"no point with N >= {sizes.MM_FROM}" in printed
+    # An existing CSV is refused before any work unless --force.
+    with pytest.raises(SystemExit):
+        sizes.parse_args(["--out", str(out)])
+    assert "exists" in capsys.readouterr().err
+    assert sizes.parse_args(["--out", str(out), "--force"]).path == str(out) + ".csv"
+    with pytest.raises(SystemExit):
+        sizes.parse_args(["--out", str(tmp_path / "x"), "--sizes", "0"])
+    assert "--sizes must be positive" in capsys.readouterr().err
+    assert sizes.parse_args(["--quick", "--out", str(tmp_path / "q")]).sizes == [256, 2048]
+
+
+def test_bench_sizes_targets() -> None:
+    sizes = _load("bench_sizes")
+
+    def row(n: int, fused: float, comp: float, mm: float) -> dict:
+        return {"n": str(n), "fused_s": str(fused), "composite_s": str(comp), "mm_s": str(mm)}
+
+    assert sizes.verdicts(row(1024, 1.0, 1.0, 0.1)) == (True, None)  # mm target from 2048
+    assert sizes.verdicts(row(2048, 1.0, 0.9, 0.8)) == (False, True)  # 1.0 <= 1.3 * 0.8
+    assert sizes.verdicts(row(4096, 1.0, 2.0, 0.7)) == (True, False)  # 1.0 > 1.3 * 0.7
