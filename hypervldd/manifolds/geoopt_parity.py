@@ -19,10 +19,61 @@ from . import lorentz_math
 from . import poincare_math as pm
 from .geoopt_args import along_dim, manifold_tensor, point_size
 
-__all__ = ["LorentzGeooptMethods", "PoincareGeooptMethods"]
+__all__ = ["HyperbolicGeooptMethods", "LorentzGeooptMethods", "PoincareGeooptMethods"]
 
 
-class LorentzGeooptMethods:
+class HyperbolicGeooptMethods:
+    """``geodesic_unit`` and ``transp_follow_expmap`` with geoopt's ``dim=``/``project=``,
+    shared by the Lorentz and Poincaré classes (both are compositions of their own maps)."""
+
+    @along_dim("x", "u", "t")
+    def geodesic_unit(
+        self,
+        t: torch.Tensor | float,
+        x: torch.Tensor,
+        u: torch.Tensor,
+        *,
+        dim: int = -1,
+        project: bool = True,
+    ) -> torch.Tensor:
+        """The point at time ``t`` on the unit-speed geodesic from ``x`` along unit ``u``.
+
+        >>> import torch
+        >>> from hypervldd.manifolds import Lorentz
+        >>> m = Lorentz()
+        >>> o, u = m.origin(3), torch.tensor([0.0, 1.0, 0.0])
+        >>> round(m.dist(o, m.geodesic_unit(2.0, o, u)).item(), 4)
+        2.0
+        """
+        y = self.expmap(x, _per_point(t, u) * u)
+        return self.projx(y) if project else y
+
+    @along_dim("x", "u", "v")
+    def transp_follow_expmap(
+        self,
+        x: torch.Tensor,
+        u: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        dim: int = -1,
+        project: bool = True,
+    ) -> torch.Tensor:
+        """Transport ``v`` from ``x`` to ``expmap(x, u)``. ``(..., D)`` each.
+
+        >>> import torch
+        >>> from hypervldd.manifolds import PoincareBall
+        >>> ball = PoincareBall()
+        >>> o = torch.zeros(2)
+        >>> v = torch.tensor([0.5, 0.0])
+        >>> w = ball.transp_follow_expmap(o, torch.tensor([0.3, 0.0]), v)
+        >>> y = ball.expmap(o, torch.tensor([0.3, 0.0]))
+        >>> round((ball.norm(y, w) - ball.norm(o, v)).abs().item(), 6)  # an isometry
+        0.0
+        """
+        return self.transp(x, self.expmap(x, u, project=project), v)
+
+
+class LorentzGeooptMethods(HyperbolicGeooptMethods):
     """``inner0``, ``logmap0back`` and ``geodesic_unit`` of ``geoopt.Lorentz``."""
 
     @along_dim("v", reduces=True)
@@ -52,30 +103,8 @@ class LorentzGeooptMethods:
         o = lorentz_math.origin(*x.shape, c=self.c.detach(), dtype=x.dtype, device=x.device)
         return self.logmap(x, o)
 
-    @along_dim("x", "u", "t")
-    def geodesic_unit(
-        self,
-        t: torch.Tensor | float,
-        x: torch.Tensor,
-        u: torch.Tensor,
-        *,
-        dim: int = -1,
-        project: bool = True,
-    ) -> torch.Tensor:
-        """The point at time ``t`` on the unit-speed geodesic from ``x`` along unit ``u``.
 
-        >>> import torch
-        >>> from hypervldd.manifolds import Lorentz
-        >>> m = Lorentz()
-        >>> o, u = m.origin(3), torch.tensor([0.0, 1.0, 0.0])
-        >>> round(m.dist(o, m.geodesic_unit(2.0, o, u)).item(), 4)
-        2.0
-        """
-        y = self.expmap(x, _per_point(t, u) * u)
-        return self.projx(y) if project else y
-
-
-class PoincareGeooptMethods:
+class PoincareGeooptMethods(HyperbolicGeooptMethods):
     """``k``, ``mobius_scalar_mul``, ``mobius_matvec``, ``geodesic``, ``geodesic_unit`` and
     ``dist2plane`` of ``geoopt.PoincareBall``."""
 
@@ -136,28 +165,6 @@ class PoincareGeooptMethods:
         0.0
         """
         return self.expmap(x, _per_point(t, x) * self.logmap(x, y))
-
-    @along_dim("x", "u", "t")
-    def geodesic_unit(
-        self,
-        t: torch.Tensor | float,
-        x: torch.Tensor,
-        u: torch.Tensor,
-        *,
-        dim: int = -1,
-        project: bool = True,
-    ) -> torch.Tensor:
-        """The point at time ``t`` on the unit-speed geodesic from ``x`` along unit ``u``.
-
-        >>> import torch
-        >>> from hypervldd.manifolds import PoincareBall
-        >>> ball = PoincareBall()
-        >>> o, u = torch.zeros(2), torch.tensor([0.5, 0.0])  # unit length at o: lambda_o = 2
-        >>> round(ball.dist0(ball.geodesic_unit(1.5, o, u)).item(), 4)
-        1.5
-        """
-        y = self.expmap(x, _per_point(t, u) * u)
-        return self.projx(y) if project else y
 
     @along_dim("x", "p", "a", reduces=True)
     def dist2plane(

@@ -235,18 +235,6 @@ class Lorentz(LorentzGeooptMethods, Manifold):
     def transp0back(self, x: torch.Tensor, u: torch.Tensor, *, dim: int = -1) -> torch.Tensor:
         return math.transp0back(x, u, self._c(u))
 
-    @along_dim("x", "u", "v")
-    def transp_follow_expmap(
-        self,
-        x: torch.Tensor,
-        u: torch.Tensor,
-        v: torch.Tensor,
-        *,
-        dim: int = -1,
-        project: bool = True,
-    ) -> torch.Tensor:
-        return self.transp(x, self.expmap(x, u, project=project), v)
-
     @along_dim("x")
     def projx(self, x: torch.Tensor, *, dim: int = -1) -> torch.Tensor:
         return math.projx(x, self._c(x))

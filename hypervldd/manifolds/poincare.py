@@ -147,18 +147,6 @@ class PoincareBall(PoincareGeooptMethods, Manifold):
         return math.transp0back(y, u, self._c(u))
 
     @along_dim("x", "u", "v")
-    def transp_follow_expmap(
-        self,
-        x: torch.Tensor,
-        u: torch.Tensor,
-        v: torch.Tensor,
-        *,
-        dim: int = -1,
-        project: bool = True,
-    ) -> torch.Tensor:
-        return self.transp(x, self.expmap(x, u, project=project), v)
-
-    @along_dim("x", "u", "v")
     def transp_follow_retr(
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor, *, dim: int = -1
     ) -> torch.Tensor:
