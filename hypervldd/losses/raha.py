@@ -210,15 +210,27 @@ def range_residual_subspaces(
     return Subspaces(u, v, s, k)
 
 
+#: Largest spread of the row-shifted log-kernel ``-cost/(mean eps)`` run in the scaling
+#: domain: its kernel entries stay above ``exp(-354)``, ~1e-154, so that products of an
+#: entry with the two scalings stay well inside float64's range (1e-308 to 1e308).
+_SCALING_MAX_SPREAD = -0.5 * math.log(torch.finfo(torch.float64).tiny)
+
+
 @torch.no_grad()
 def sinkhorn_plan(cost: torch.Tensor, eps: float = 0.05, iters: int = 20) -> torch.Tensor:
     """Entropic OT plan ``(n, m)`` with uniform marginals for ``cost`` ``(n, m)``, sum 1.
 
-    The cost is divided by its mean (guarded against 0), then ``iters`` Sinkhorn rounds in
-    the log domain (the kernel ``exp(-cost/eps)`` underflows float32 for ``eps = 0.05``).
+    The cost is divided by its mean (guarded against 0), then ``iters`` Sinkhorn rounds
+    ``u = a / (K v)``, ``v = b / (K^T u)`` with ``K = exp(-cost / (mean eps))``, in float64
+    (the kernel underflows float32 for ``eps = 0.05``; each row of ``K`` is scaled to a
+    maximum of 1, which the first ``u`` absorbs). Where the kernel's spread would leave
+    float64's range, or a scaling is not finite, the same rounds run in the log domain
+    (``logsumexp`` of the dual potentials), which is exact for any spread but costs an
+    ``exp`` of the whole matrix per half-round instead of a matrix-vector product.
     Without gradient: the plan is a constant weighting of the cost. A batch of costs
     ``(..., n, m)`` gives one plan per matrix, each as if computed alone (one pass of
-    small ops for all of them: RAHA solves its four plans at once).
+    small ops for all of them: RAHA solves its four plans at once). Returned in
+    ``cost.dtype``.
 
     >>> import torch
     >>> from hypervldd.losses import sinkhorn_plan
@@ -227,13 +239,44 @@ def sinkhorn_plan(cost: torch.Tensor, eps: float = 0.05, iters: int = 20) -> tor
     >>> tuple(plan.shape), round(float(plan.sum()), 4), [round(v, 3) for v in plan.sum(1).tolist()]
     ((4, 3), 1.0, [0.25, 0.25, 0.25, 0.25])
     """
-    n, m = cost.shape[-2:]
     mean = cost.mean((-2, -1), keepdim=True).clamp_min(torch.finfo(cost.dtype).tiny)
     log_k = -(cost / mean) / eps
-    f = cost.new_zeros(cost.shape[:-1])
-    g = cost.new_zeros(cost.shape[:-2] + (m,))
+    if has_values(log_k):
+        # Each row shifted to a maximum of 0: the spread is then at most the row's range.
+        shifted = log_k.to(torch.float64)
+        shifted = shifted - shifted.amax(-1, keepdim=True)
+        plan = _sinkhorn_scaling(shifted, int(iters))
+        ok = (shifted.amin() >= -_SCALING_MAX_SPREAD) & torch.isfinite(plan).all()
+        if bool(ok):  # one host read per call: the rank of RAHA already takes one
+            return plan.to(cost.dtype)
+    return _sinkhorn_log(log_k, int(iters))
+
+
+def _sinkhorn_scaling(log_k: torch.Tensor, iters: int) -> torch.Tensor:
+    """Sinkhorn rounds on the kernel ``exp(log_k)`` ``(..., n, m)``; the plan, sum 1."""
+    n, m = log_k.shape[-2:]
+    k = log_k.exp()
+    kt = k.transpose(-2, -1)
+    # Scalings as row vectors (..., 1, n): a batch of (1 x m) @ (m x n) products runs
+    # about 5x faster on the CPU than the same batch of matrix-vector products.
+    # Starting from v = 1, as the log-domain rounds start from g = 0 (the same iterates).
+    v = k.new_ones(log_k.shape[:-2] + (1, m))
+    u = k.new_ones(log_k.shape[:-2] + (1, n))
+    for _ in range(iters):
+        u = (1.0 / n) / (v @ kt)
+        v = (1.0 / m) / (u @ k)
+    t = u.transpose(-2, -1) * k * v
+    return t / t.sum((-2, -1), keepdim=True)
+
+
+def _sinkhorn_log(log_k: torch.Tensor, iters: int) -> torch.Tensor:
+    """The rounds of :func:`_sinkhorn_scaling` on the dual potentials ``f = log u``,
+    ``g = log v``: exact for any spread of ``log_k`` ``(..., n, m)``."""
+    n, m = log_k.shape[-2:]
+    f = log_k.new_zeros(log_k.shape[:-1])
+    g = log_k.new_zeros(log_k.shape[:-2] + (m,))
     log_a, log_b = -math.log(n), -math.log(m)
-    for _ in range(int(iters)):
+    for _ in range(iters):
         f = log_a - torch.logsumexp(log_k + g[..., None, :], dim=-1)
         g = log_b - torch.logsumexp(log_k + f[..., :, None], dim=-2)
     log_t = f[..., :, None] + log_k + g[..., None, :]

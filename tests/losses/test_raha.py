@@ -13,6 +13,7 @@ from hypervldd.losses import (
     ot_relevance_matching,
     range_residual_subspaces,
     reference_lift,
+    sinkhorn_plan,
 )
 
 from ._dense import info_nce, lorentz_lift, lorentz_pdist
@@ -350,3 +351,47 @@ def test_qr_subspaces_with_other_widths(b: int, dx: int, dy: int) -> None:
     assert q.u.shape == (dx, q.rank) and q.v.shape == (dy, q.rank)
     for a, e in ((q.u, s.u), (q.v, s.v)):
         assert float((a @ a.T - e @ e.T).norm() / (e @ e.T).norm()) < 1e-8
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_sinkhorn_scaling_rounds_equal_log_domain_rounds(dtype: torch.dtype) -> None:
+    """The plan comes from float64 kernel-domain rounds; the log-domain rounds (the
+    fallback) take the same iterates, so after 20 rounds (not converged) they agree."""
+    from hypervldd.losses.raha import _sinkhorn_log
+
+    g = torch.Generator().manual_seed(11)
+    costs = torch.rand(3, 7, 12, generator=g, dtype=F64) ** 3 * torch.tensor(
+        [1.0, 8.0, 0.01], dtype=F64
+    ).view(3, 1, 1)
+    costs = costs.to(dtype)
+    plan = sinkhorn_plan(costs, eps=0.05, iters=20)
+    assert plan.dtype == dtype
+    log_k = -(costs / costs.mean((-2, -1), keepdim=True)) / 0.05
+    want = _sinkhorn_log(log_k.double(), 20)
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(plan.double(), want, rtol=64 * eps, atol=64 * EPS64)
+    # Not yet converged (the rows off their marginal after the last column update): the
+    # equality is of the iterates, not only of the fixed point.
+    assert float((want.sum(-1) - 1.0 / 7).abs().max()) > 1e3 * EPS64
+
+
+def test_sinkhorn_falls_back_to_the_log_domain_beyond_float64() -> None:
+    """A kernel spread beyond float64 (one column of costs about 60x the mean, with eps =
+    0.05 a log-kernel of -1200) breaks the kernel-domain rounds; the plan then comes from
+    the log domain: finite, that column still gets its marginal mass."""
+    from hypervldd.losses.raha import _sinkhorn_log, _sinkhorn_scaling
+
+    g = torch.Generator().manual_seed(12)
+    cost = torch.rand(6, 60, generator=g, dtype=F64)
+    cost[:, 2] = 1e4
+    log_k = -(cost / cost.mean()) / 0.05
+    assert float(log_k.min()) < -1000
+    raw = _sinkhorn_scaling(log_k - log_k.amax(-1, keepdim=True), 50)
+    assert not bool(torch.isfinite(raw).all())  # the kernel-domain rounds alone fail here
+    plan = sinkhorn_plan(cost, eps=0.05, iters=50)
+    torch.testing.assert_close(plan, _sinkhorn_log(log_k, 50), rtol=0, atol=0)
+    torch.testing.assert_close(plan.sum(0), torch.full((60,), 1 / 60, dtype=F64))
+    torch.testing.assert_close(plan.sum(1), torch.full((6,), 1 / 6, dtype=F64))
+    nan_cost = cost.clone()
+    nan_cost[1, 1] = float("nan")
+    assert bool(torch.isnan(sinkhorn_plan(nan_cost)).all())  # NaN in, NaN out
