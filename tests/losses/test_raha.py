@@ -395,3 +395,35 @@ def test_sinkhorn_falls_back_to_the_log_domain_beyond_float64() -> None:
     nan_cost = cost.clone()
     nan_cost[1, 1] = float("nan")
     assert bool(torch.isnan(sinkhorn_plan(nan_cost)).all())  # NaN in, NaN out
+
+
+def test_subspaces_from_the_gram_matrix_and_the_svd_fallback(monkeypatch) -> None:
+    """The QR solver's kept pairs come from eigh of a b x b Gram matrix; a kept singular
+    value below 1e-3 of the largest (its pairing would carry the squared conditioning)
+    takes the SVD instead. Either way the bases and values are the d x d SVD's."""
+    g = torch.Generator().manual_seed(13)
+    b, d = 30, 40
+    z = torch.linalg.qr(torch.randn(b, 4, generator=g, dtype=F64))[0]
+    x = z @ torch.randn(4, d, generator=g, dtype=F64)
+    y = (z * torch.tensor([1.0, 0.3, 1e-2, 1e-5], dtype=F64)) @ torch.randn(
+        4, d, generator=g, dtype=F64
+    )
+    svd_calls = []
+    real_svd = torch.linalg.svd
+    monkeypatch.setattr(
+        torch.linalg, "svd", lambda *a, **k: svd_calls.append(1) or real_svd(*a, **k)
+    )
+    for eta, ratio_small in ((0.99, False), (1.0 - 1e-12, True)):
+        svd_calls.clear()
+        q = range_residual_subspaces(x, y, eta, solver="qr")
+        assert len(svd_calls) == int(ratio_small)  # the fallback only for the tiny pair
+        s = range_residual_subspaces(x, y, eta, solver="svd")
+        assert q.rank == s.rank == (4 if ratio_small else 2)
+        top = float(s.singular_values[0])
+        n = q.singular_values.numel()
+        torch.testing.assert_close(
+            q.singular_values, s.singular_values[:n], rtol=0, atol=1e6 * EPS64 * top
+        )
+        for a, e in ((q.u, s.u), (q.v, s.v)):
+            assert float((a @ a.T - e @ e.T).norm() / (e @ e.T).norm()) < 1e-8
+            torch.testing.assert_close(a.T @ a, torch.eye(q.rank, dtype=F64), atol=1e-12, rtol=0)
