@@ -250,9 +250,9 @@ def _kept_singular_pairs(
 
 
 #: Largest spread of the row-shifted log-kernel ``-cost/(mean eps)`` run in the scaling
-#: domain: its kernel entries stay above ``exp(-354)``, ~1e-154, so that products of an
-#: entry with the two scalings stay well inside float64's range (1e-308 to 1e308).
-_SCALING_MAX_SPREAD = -0.5 * math.log(torch.finfo(torch.float64).tiny)
+#: domain: its kernel entries stay normal float64 numbers (above ``exp(-708)``), so each
+#: keeps full relative precision.
+_SCALING_MAX_SPREAD = -math.log(torch.finfo(torch.float64).tiny)
 
 
 @torch.no_grad()
@@ -262,8 +262,9 @@ def sinkhorn_plan(cost: torch.Tensor, eps: float = 0.05, iters: int = 20) -> tor
     The cost is divided by its mean (guarded against 0), then ``iters`` Sinkhorn rounds
     ``u = a / (K v)``, ``v = b / (K^T u)`` with ``K = exp(-cost / (mean eps))``, in float64
     (the kernel underflows float32 for ``eps = 0.05``; each row of ``K`` is scaled to a
-    maximum of 1, which the first ``u`` absorbs). Where the kernel's spread would leave
-    float64's range, or a scaling is not finite, the same rounds run in the log domain
+    maximum of 1, which the first ``u`` absorbs). Where a kernel entry would fall below
+    float64's normal range (a row spread of ``cost / (mean eps)`` over 708), or a scaling
+    leaves that range, the same rounds run in the log domain
     (``logsumexp`` of the dual potentials), which is exact for any spread but costs an
     ``exp`` of the whole matrix per half-round instead of a matrix-vector product.
     Without gradient: the plan is a constant weighting of the cost. A batch of costs
@@ -284,15 +285,16 @@ def sinkhorn_plan(cost: torch.Tensor, eps: float = 0.05, iters: int = 20) -> tor
         # Each row shifted to a maximum of 0: the spread is then at most the row's range.
         shifted = log_k.to(torch.float64)
         shifted = shifted - shifted.amax(-1, keepdim=True)
-        plan = _sinkhorn_scaling(shifted, int(iters))
-        ok = (shifted.amin() >= -_SCALING_MAX_SPREAD) & torch.isfinite(plan).all()
-        if bool(ok):  # one host read per call: the rank of RAHA already takes one
+        plan, ok = _sinkhorn_scaling(shifted, int(iters))
+        if bool(ok & (shifted.amin() >= -_SCALING_MAX_SPREAD)):  # one host read per call
             return plan.to(cost.dtype)
     return _sinkhorn_log(log_k, int(iters))
 
 
-def _sinkhorn_scaling(log_k: torch.Tensor, iters: int) -> torch.Tensor:
-    """Sinkhorn rounds on the kernel ``exp(log_k)`` ``(..., n, m)``; the plan, sum 1."""
+def _sinkhorn_scaling(log_k: torch.Tensor, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sinkhorn rounds on the kernel ``exp(log_k)`` ``(..., n, m)``: the plan (sum 1), and
+    whether the final scalings are normal floats (finite and not below ``tiny``, where
+    they would lose relative precision), a 0-d bool tensor."""
     n, m = log_k.shape[-2:]
     k = log_k.exp()
     kt = k.transpose(-2, -1)
@@ -305,7 +307,10 @@ def _sinkhorn_scaling(log_k: torch.Tensor, iters: int) -> torch.Tensor:
         u = (1.0 / n) / (v @ kt)
         v = (1.0 / m) / (u @ k)
     t = u.transpose(-2, -1) * k * v
-    return t / t.sum((-2, -1), keepdim=True)
+    plan = t / t.sum((-2, -1), keepdim=True)
+    tiny = torch.finfo(k.dtype).tiny
+    ok = torch.isfinite(plan).all() & torch.isfinite(u).all() & torch.isfinite(v).all()
+    return plan, ok & (u.amin() >= tiny) & (v.amin() >= tiny)
 
 
 def _sinkhorn_log(log_k: torch.Tensor, iters: int) -> torch.Tensor:

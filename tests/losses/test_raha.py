@@ -375,6 +375,28 @@ def test_sinkhorn_scaling_rounds_equal_log_domain_rounds(dtype: torch.dtype) -> 
     assert float((want.sum(-1) - 1.0 / 7).abs().max()) > 1e3 * EPS64
 
 
+def test_sinkhorn_kernel_domain_holds_a_wide_spread(monkeypatch) -> None:
+    """A row spread of the log-kernel of about 600 (kernel entries near 1e-260) still runs
+    in the kernel domain, and equals the log-domain rounds."""
+    from hypervldd.losses import raha
+
+    g = torch.Generator().manual_seed(14)
+    cost = torch.rand(6, 30, generator=g, dtype=F64)
+    cost[:, 4] = 1e3
+    log_k = -(cost / cost.mean()) / 0.05
+    spread = float((log_k.amax(-1, keepdim=True) - log_k).max())
+    assert 400 < spread < 700
+    want = raha._sinkhorn_log(log_k, 20)
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the log domain ran")
+
+    monkeypatch.setattr(raha, "_sinkhorn_log", refuse)
+    plan = sinkhorn_plan(cost, eps=0.05, iters=20)
+    torch.testing.assert_close(plan, want, rtol=64 * EPS64, atol=64 * EPS64)
+    torch.testing.assert_close(plan.sum(0), torch.full((30,), 1 / 30, dtype=F64))
+
+
 def test_sinkhorn_falls_back_to_the_log_domain_beyond_float64() -> None:
     """A kernel spread beyond float64 (one column of costs about 60x the mean, with eps =
     0.05 a log-kernel of -1200) breaks the kernel-domain rounds; the plan then comes from
@@ -386,8 +408,9 @@ def test_sinkhorn_falls_back_to_the_log_domain_beyond_float64() -> None:
     cost[:, 2] = 1e4
     log_k = -(cost / cost.mean()) / 0.05
     assert float(log_k.min()) < -1000
-    raw = _sinkhorn_scaling(log_k - log_k.amax(-1, keepdim=True), 50)
-    assert not bool(torch.isfinite(raw).all())  # the kernel-domain rounds alone fail here
+    raw, ok = _sinkhorn_scaling(log_k - log_k.amax(-1, keepdim=True), 50)
+    # The kernel-domain rounds alone fail here, and say so.
+    assert not bool(torch.isfinite(raw).all()) and not bool(ok)
     plan = sinkhorn_plan(cost, eps=0.05, iters=50)
     torch.testing.assert_close(plan, _sinkhorn_log(log_k, 50), rtol=0, atol=0)
     torch.testing.assert_close(plan.sum(0), torch.full((60,), 1 / 60, dtype=F64))
