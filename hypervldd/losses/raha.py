@@ -179,8 +179,8 @@ def range_residual_subspaces(
     if solver not in ("qr", "svd"):
         raise ValueError(f"solver must be 'qr' or 'svd', got {solver!r}")
     b, d = x.shape
-    xc = x.to(torch.float64) - x.to(torch.float64).mean(0, keepdim=True)
-    yc = y.to(torch.float64) - y.to(torch.float64).mean(0, keepdim=True)
+    xc, yc = x.to(torch.float64), y.to(torch.float64)
+    xc, yc = xc - xc.mean(0, keepdim=True), yc - yc.mean(0, keepdim=True)
     norm = float(max(b - 1, 1))
     if solver == "svd":
         cov = xc.T @ yc / norm
@@ -507,10 +507,12 @@ class RAHALoss(nn.Module):
         t = self.tau_relevance
         extra = 1.0 if self.single_temperature else self.tau_relevance
         if self.shared_anchors:
-            # Every distribution is over the real batch's keys.
+            # Every distribution is over the real batch's keys. The text-to-image real
+            # logits are the transpose of the image-to-text ones: one B x B product.
+            s_r = qr @ kr.T / t
             return [
-                _relevance_cost(qr @ kr.T / t, qs @ kr.T / t, extra),
-                _relevance_cost(kr @ qr.T / t, ks @ qr.T / t, extra),
+                _relevance_cost(s_r, qs @ kr.T / t, extra),
+                _relevance_cost(s_r.T, ks @ qr.T / t, extra),
             ]
         s_r = qr @ kr.T / t
         s_s = qs @ ks.T / t
