@@ -450,3 +450,33 @@ def test_subspaces_from_the_gram_matrix_and_the_svd_fallback(monkeypatch) -> Non
         for a, e in ((q.u, s.u), (q.v, s.v)):
             assert float((a @ a.T - e @ e.T).norm() / (e @ e.T).norm()) < 1e-8
             torch.testing.assert_close(a.T @ a, torch.eye(q.rank, dtype=F64), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_lifted_tangent_equals_the_round_trip_through_the_hyperboloid(dtype) -> None:
+    """tangent(lift(u)) without the round trip: the same values and gradients, the radius
+    cap of exp_0 included (rows far beyond max_radius), zero rows included; the reference's
+    clamped lift keeps the round trip."""
+    g = torch.Generator().manual_seed(15)
+    d = 16
+    radii = torch.tensor([0.0, 1e-6, 0.3, 3.0, 30.0, 400.0, 1e25], dtype=F64)
+    dirs = torch.nn.functional.normalize(torch.randn(7, d, generator=g, dtype=F64), dim=1)
+    u = (dirs * radii[:, None] * math.sqrt(d) / 0.5).to(dtype)  # c = 0.25: sqrt(c) = 0.5
+    # (The reference's lift overflows float32 at norm 1e25: that row only for the exact lift.)
+    for loss, rows in ((RAHALoss(c=0.25), u), (RAHALoss(c=0.25, faithful=True), u[:-1])):
+        a = rows.clone().requires_grad_()
+        b = rows.clone().requires_grad_()
+        got = loss.lifted_tangent(a)
+        want = loss.tangent(loss.lift(b))
+        assert bool(torch.isfinite(got).all())
+        eps = torch.finfo(dtype).eps
+        torch.testing.assert_close(got, want, rtol=64 * eps, atol=64 * eps)
+        w = torch.randn(got.shape, generator=g, dtype=F64).to(dtype)
+        (ga,) = torch.autograd.grad((got * w).sum(), a)
+        (gb,) = torch.autograd.grad((want * w).sum(), b)
+        torch.testing.assert_close(ga, gb, rtol=1e3 * eps, atol=1e3 * eps * float(ga.abs().max()))
+    # The cap: radius sqrt(c)|v| is max_radius(dtype) for the rows beyond it.
+    from hypervldd.numerics import max_radius
+
+    r = 0.5 * RAHALoss(c=0.25).lifted_tangent(u).double().norm(dim=1)
+    torch.testing.assert_close(r[-1].item(), max_radius(dtype), rtol=1e-5, atol=0)
