@@ -304,14 +304,21 @@ def _sinkhorn_scaling(log_k: torch.Tensor, iters: int) -> tuple[torch.Tensor, to
     # Starting from v = 1, as the log-domain rounds start from g = 0 (the same iterates).
     v = k.new_ones(log_k.shape[:-2] + (1, m))
     u = k.new_ones(log_k.shape[:-2] + (1, n))
+    uk = v
     for _ in range(iters):
         u = (1.0 / n) / (v @ kt)
-        v = (1.0 / m) / (u @ k)
-    t = u.transpose(-2, -1) * k * v
-    plan = t / t.sum((-2, -1), keepdim=True)
-    tiny = torch.finfo(k.dtype).tiny
-    ok = torch.isfinite(plan).all() & torch.isfinite(u).all() & torch.isfinite(v).all()
-    return plan, ok & (u.amin() >= tiny) & (v.amin() >= tiny)
+        uk = u @ k
+        v = (1.0 / m) / uk
+    # The plan's total mass sum_j v_j (u K)_j from the last product (1 up to rounding),
+    # divided out of u: two passes over the n x m matrix instead of four.
+    total = (v * uk).sum(-1, keepdim=True)
+    plan = (u / total).transpose(-2, -1) * k * v
+    # Entries stay finite when u and v are normal floats whose product does not
+    # overflow (every kernel entry is at most 1): checked on the scalings only.
+    tiny, big = torch.finfo(k.dtype).tiny, torch.finfo(k.dtype).max
+    lo = torch.minimum(u.amin(), v.amin())
+    hi = u.amax() * v.amax() / total.amin()
+    return plan, (lo >= tiny) & (hi <= big) & (total.amin() > 0)
 
 
 def _sinkhorn_log(log_k: torch.Tensor, iters: int) -> torch.Tensor:
