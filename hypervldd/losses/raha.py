@@ -30,6 +30,7 @@ from .. import kernels
 from .._checks import has_values
 from ..distributed import all_gather_rows, check_group_arg, resolve_group
 from ..manifolds import lorentz_math
+from ..numerics import max_radius, pow2_scale
 from ._common import (
     FeatureScale,
     check_features,
@@ -160,9 +161,11 @@ def range_residual_subspaces(
 
     ``C = (1/(b-1)) (x - mean x)^T (y - mean y)``. ``solver="svd"`` takes the float64 SVD
     of the ``d x d`` matrix (the reference); ``solver="qr"`` uses that ``C`` has rank
-    ``<= b - 1``: thin QR of the centred ``x^T`` and ``y^T`` (``d x b``) and the SVD of the
-    ``b x b`` product of their ``R`` factors, ``O(d b^2)`` instead of ``O(d^3)``. Computed in
-    float64 without gradient; the bases are returned in float64.
+    ``<= b - 1``: thin QR of the centred ``x^T`` and ``y^T`` (``d x b``) and the singular
+    pairs of the ``b x b`` product of their ``R`` factors (from ``eigh`` of its Gram matrix,
+    or its SVD when a kept singular value is below 1e-3 of the largest), ``O(d b^2)``
+    instead of ``O(d^3)``. Computed in float64 without gradient; the bases are returned in
+    float64.
 
     >>> import torch
     >>> from hypervldd.losses import range_residual_subspaces
@@ -177,8 +180,8 @@ def range_residual_subspaces(
     if solver not in ("qr", "svd"):
         raise ValueError(f"solver must be 'qr' or 'svd', got {solver!r}")
     b, d = x.shape
-    xc = x.to(torch.float64) - x.to(torch.float64).mean(0, keepdim=True)
-    yc = y.to(torch.float64) - y.to(torch.float64).mean(0, keepdim=True)
+    xc, yc = x.to(torch.float64), y.to(torch.float64)
+    xc, yc = xc - xc.mean(0, keepdim=True), yc - yc.mean(0, keepdim=True)
     norm = float(max(b - 1, 1))
     if solver == "svd":
         cov = xc.T @ yc / norm
@@ -201,24 +204,74 @@ def range_residual_subspaces(
     ay, ty = torch.geqrf(yc.T)
     dy = y.shape[1]  # image and text widths may differ
     r_x, r_y = min(b, d), min(b, dy)
-    us, s, vsh = torch.linalg.svd(ax[:r_x].triu() @ ay[:r_y].triu().T / norm)
-    k = adaptive_rank(s, eta, max_rank)
+    s, us, vs, k = _kept_singular_pairs(ax[:r_x].triu() @ ay[:r_y].triu().T / norm, eta, max_rank)
     u, v = xc.new_zeros(d, k), yc.new_zeros(dy, k)
     if k > 0:
-        u[:r_x], v[:r_y] = us[:, :k], vsh[:k].T
+        u[:r_x], v[:r_y] = us, vs
         u, v = torch.ormqr(ax, tx, u), torch.ormqr(ay, ty, v)
     return Subspaces(u, v, s, k)
+
+
+#: The kept singular vectors come from the Gram matrix's eigenvectors only while the
+#: smallest kept singular value is at least this fraction of the largest: their pairing
+#: error then stays under about ``eps / _GRAM_MIN_RATIO^2`` = 1e6 eps.
+_GRAM_MIN_RATIO = 1e-3
+
+
+def _kept_singular_pairs(
+    m: torch.Tensor, eta: float, max_rank: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Singular values ``(min(p, q),)`` of ``m`` ``(p, q)`` (descending), its top ``k``
+    left ``(p, k)`` and right ``(q, k)`` singular vectors, and ``k`` (:func:`adaptive_rank`).
+
+    From ``eigh`` of the smaller Gram matrix (``m m^T`` or ``m^T m``), about half the cost of
+    the SVD at ``p = q = 256``; the other side's vectors are ``m^T w / s``. The singular
+    values are the norms ``|m^T w|``, not square roots of the eigenvalues: those lose all
+    digits below ``sqrt(eps) s_1``, the norms keep an absolute error of about ``eps s_1``,
+    as the SVD's. Where a kept singular value is small beside the largest (below
+    ``_GRAM_MIN_RATIO s_1``) the squared conditioning would show in the vectors: the SVD
+    of ``m`` is taken instead.
+    """
+    left = m.shape[0] <= m.shape[1]
+    a = m if left else m.T
+    _, w = torch.linalg.eigh(a @ a.T)
+    w = w.flip(-1)  # eigh sorts ascending
+    other = a.T @ w
+    s, order = torch.linalg.vector_norm(other, dim=0).sort(descending=True)
+    k = adaptive_rank(s, eta, max_rank)
+    if k == 0:
+        return s, m.new_zeros(m.shape[0], 0), m.new_zeros(m.shape[1], 0), 0
+    if not bool(s[k - 1] >= _GRAM_MIN_RATIO * s[0]):
+        us, s, vsh = torch.linalg.svd(m)
+        k = adaptive_rank(s, eta, max_rank)
+        return s, us[:, :k], vsh[:k].T, k
+    kept = order[:k]
+    wk, ok = w[:, kept], other[:, kept] / s[:k]
+    return (s, wk, ok, k) if left else (s, ok, wk, k)
+
+
+#: Largest spread of the row-shifted log-kernel ``-cost/(mean eps)`` run in the scaling
+#: domain: its kernel entries stay normal float64 numbers (above ``exp(-708)``), so each
+#: keeps full relative precision.
+_SCALING_MAX_SPREAD = -math.log(torch.finfo(torch.float64).tiny)
 
 
 @torch.no_grad()
 def sinkhorn_plan(cost: torch.Tensor, eps: float = 0.05, iters: int = 20) -> torch.Tensor:
     """Entropic OT plan ``(n, m)`` with uniform marginals for ``cost`` ``(n, m)``, sum 1.
 
-    The cost is divided by its mean (guarded against 0), then ``iters`` Sinkhorn rounds in
-    the log domain (the kernel ``exp(-cost/eps)`` underflows float32 for ``eps = 0.05``).
+    The cost is divided by its mean (guarded against 0), then ``iters`` Sinkhorn rounds
+    ``u = a / (K v)``, ``v = b / (K^T u)`` with ``K = exp(-cost / (mean eps))``, in float64
+    (the kernel underflows float32 for ``eps = 0.05``; each row of ``K`` is scaled to a
+    maximum of 1, which the first ``u`` absorbs). Where a kernel entry would fall below
+    float64's normal range (a row spread of ``cost / (mean eps)`` over 708), or a scaling
+    leaves that range, the same rounds run in the log domain
+    (``logsumexp`` of the dual potentials), which is exact for any spread but costs an
+    ``exp`` of the whole matrix per half-round instead of a matrix-vector product.
     Without gradient: the plan is a constant weighting of the cost. A batch of costs
     ``(..., n, m)`` gives one plan per matrix, each as if computed alone (one pass of
-    small ops for all of them: RAHA solves its four plans at once).
+    small ops for all of them: RAHA solves its four plans at once). Returned in
+    ``cost.dtype``.
 
     >>> import torch
     >>> from hypervldd.losses import sinkhorn_plan
@@ -227,13 +280,55 @@ def sinkhorn_plan(cost: torch.Tensor, eps: float = 0.05, iters: int = 20) -> tor
     >>> tuple(plan.shape), round(float(plan.sum()), 4), [round(v, 3) for v in plan.sum(1).tolist()]
     ((4, 3), 1.0, [0.25, 0.25, 0.25, 0.25])
     """
-    n, m = cost.shape[-2:]
     mean = cost.mean((-2, -1), keepdim=True).clamp_min(torch.finfo(cost.dtype).tiny)
     log_k = -(cost / mean) / eps
-    f = cost.new_zeros(cost.shape[:-1])
-    g = cost.new_zeros(cost.shape[:-2] + (m,))
+    if has_values(log_k):
+        # Each row shifted to a maximum of 0: the spread is then at most the row's range.
+        shifted = log_k.to(torch.float64)
+        shifted = shifted - shifted.amax(-1, keepdim=True)
+        plan, ok = _sinkhorn_scaling(shifted, int(iters))
+        if bool(ok & (shifted.amin() >= -_SCALING_MAX_SPREAD)):  # one host read per call
+            return plan.to(cost.dtype)
+    return _sinkhorn_log(log_k, int(iters))
+
+
+def _sinkhorn_scaling(log_k: torch.Tensor, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sinkhorn rounds on the kernel ``exp(log_k)`` ``(..., n, m)``: the plan (sum 1), and
+    whether the final scalings are normal floats (finite and not below ``tiny``, where
+    they would lose relative precision), a 0-d bool tensor."""
+    n, m = log_k.shape[-2:]
+    k = log_k.exp()
+    kt = k.transpose(-2, -1)
+    # Scalings as row vectors (..., 1, n): a batch of (1 x m) @ (m x n) products runs
+    # faster on the CPU than the same batch of matrix-vector products (measured).
+    # Starting from v = 1, as the log-domain rounds start from g = 0 (the same iterates).
+    v = k.new_ones(log_k.shape[:-2] + (1, m))
+    u = k.new_ones(log_k.shape[:-2] + (1, n))
+    uk = v
+    for _ in range(iters):
+        u = (1.0 / n) / (v @ kt)
+        uk = u @ k
+        v = (1.0 / m) / uk
+    # The plan's total mass sum_j v_j (u K)_j from the last product (1 up to rounding),
+    # divided out of u: two passes over the n x m matrix instead of four.
+    total = (v * uk).sum(-1, keepdim=True)
+    plan = (u / total).transpose(-2, -1) * k * v
+    # Entries stay finite when u and v are normal floats whose product does not
+    # overflow (every kernel entry is at most 1): checked on the scalings only.
+    tiny, big = torch.finfo(k.dtype).tiny, torch.finfo(k.dtype).max
+    lo = torch.minimum(u.amin(), v.amin())
+    hi = u.amax() * v.amax() / total.amin()
+    return plan, (lo >= tiny) & (hi <= big) & (total.amin() > 0)
+
+
+def _sinkhorn_log(log_k: torch.Tensor, iters: int) -> torch.Tensor:
+    """The rounds of :func:`_sinkhorn_scaling` on the dual potentials ``f = log u``,
+    ``g = log v``: exact for any spread of ``log_k`` ``(..., n, m)``."""
+    n, m = log_k.shape[-2:]
+    f = log_k.new_zeros(log_k.shape[:-1])
+    g = log_k.new_zeros(log_k.shape[:-2] + (m,))
     log_a, log_b = -math.log(n), -math.log(m)
-    for _ in range(int(iters)):
+    for _ in range(iters):
         f = log_a - torch.logsumexp(log_k + g[..., None, :], dim=-1)
         g = log_b - torch.logsumexp(log_k + f[..., :, None], dim=-2)
     log_t = f[..., :, None] + log_k + g[..., None, :]
@@ -411,6 +506,25 @@ class RAHALoss(nn.Module):
         """Tangent features at the origin ``(N, d)`` (space part of ``log_0``)."""
         return lorentz_math.logmap0(points, self.c)[..., 1:]
 
+    def lifted_tangent(self, u: torch.Tensor) -> torch.Tensor:
+        """``tangent(lift(u))`` ``(N, d)`` of features ``u`` ``(N, d)``.
+
+        With ``scaled_lift`` the exact ``log_0(exp_0(v))`` is ``v`` itself, ``v = alpha u``,
+        except where ``exp_0`` caps the radius ``sqrt(c)|v|`` at ``max_radius`` (then
+        ``v`` shortened to that radius): computed so, without the round trip through
+        the hyperboloid (a dozen passes over every feature matrix, issue 19). The
+        reference's clamped lift keeps the round trip.
+        """
+        if not self.scaled_lift:
+            return self.tangent(self.lift(u))
+        v = self.scale(u)
+        sc = math.sqrt(self.c)
+        k = pow2_scale(v)  # the norm without the overflow of |v|^2
+        n = torch.linalg.vector_norm(v * k, dim=-1, keepdim=True) / k
+        rmax = max_radius(v.dtype)
+        over = sc * n > rmax
+        return torch.where(over, v * (rmax / (sc * torch.where(over, n, 1.0))), v)
+
     def _costs(self, qr, kr, qs, ks) -> list[torch.Tensor]:
         """The image-to-text and text-to-image relevance costs of ``D(S_r, S_s)``.
 
@@ -420,10 +534,12 @@ class RAHALoss(nn.Module):
         t = self.tau_relevance
         extra = 1.0 if self.single_temperature else self.tau_relevance
         if self.shared_anchors:
-            # Every distribution is over the real batch's keys.
+            # Every distribution is over the real batch's keys. The text-to-image real
+            # logits are the transpose of the image-to-text ones: one B x B product.
+            s_r = qr @ kr.T / t
             return [
-                _relevance_cost(qr @ kr.T / t, qs @ kr.T / t, extra),
-                _relevance_cost(kr @ qr.T / t, ks @ qr.T / t, extra),
+                _relevance_cost(s_r, qs @ kr.T / t, extra),
+                _relevance_cost(s_r.T, ks @ qr.T / t, extra),
             ]
         s_r = qr @ kr.T / t
         s_s = qs @ ks.T / t
@@ -516,9 +632,9 @@ class RAHALoss(nn.Module):
             si, st = syn_image.to(dt), syn_text.to(dt)
             xs_pts, ys_pts = self.lift(si), self.lift(st)
             hitc = kernels.contrastive_loss(xs_pts, ys_pts, "lorentz", self.c, self.tau)
-            xs, ys = self.tangent(xs_pts), self.tangent(ys_pts)
+            xs, ys = self.lifted_tangent(si), self.lifted_tangent(st)
             with torch.no_grad():
-                xr, yr = self.tangent(self.lift(ri)), self.tangent(self.lift(rt))
+                xr, yr = self.lifted_tangent(ri), self.lifted_tangent(rt)
             return self._subspace_terms(xr, yr, xs, ys, hitc)
 
     def _subspace_terms(self, xr, yr, xs, ys, hitc) -> RAHATerms:

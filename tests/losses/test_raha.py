@@ -13,6 +13,7 @@ from hypervldd.losses import (
     ot_relevance_matching,
     range_residual_subspaces,
     reference_lift,
+    sinkhorn_plan,
 )
 
 from ._dense import info_nce, lorentz_lift, lorentz_pdist
@@ -350,3 +351,132 @@ def test_qr_subspaces_with_other_widths(b: int, dx: int, dy: int) -> None:
     assert q.u.shape == (dx, q.rank) and q.v.shape == (dy, q.rank)
     for a, e in ((q.u, s.u), (q.v, s.v)):
         assert float((a @ a.T - e @ e.T).norm() / (e @ e.T).norm()) < 1e-8
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_sinkhorn_scaling_rounds_equal_log_domain_rounds(dtype: torch.dtype) -> None:
+    """The plan comes from float64 kernel-domain rounds; the log-domain rounds (the
+    fallback) take the same iterates, so after 20 rounds (not converged) they agree."""
+    from hypervldd.losses.raha import _sinkhorn_log
+
+    g = torch.Generator().manual_seed(11)
+    costs = torch.rand(3, 7, 12, generator=g, dtype=F64) ** 3 * torch.tensor(
+        [1.0, 8.0, 0.01], dtype=F64
+    ).view(3, 1, 1)
+    costs = costs.to(dtype)
+    plan = sinkhorn_plan(costs, eps=0.05, iters=20)
+    assert plan.dtype == dtype
+    log_k = -(costs / costs.mean((-2, -1), keepdim=True)) / 0.05
+    want = _sinkhorn_log(log_k.double(), 20)
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(plan.double(), want, rtol=64 * eps, atol=64 * EPS64)
+    # Not yet converged (the rows off their marginal after the last column update): the
+    # equality is of the iterates, not only of the fixed point.
+    assert float((want.sum(-1) - 1.0 / 7).abs().max()) > 1e3 * EPS64
+
+
+def test_sinkhorn_kernel_domain_holds_a_wide_spread(monkeypatch) -> None:
+    """A row spread of the log-kernel of about 600 (kernel entries near 1e-260) still runs
+    in the kernel domain, and equals the log-domain rounds."""
+    from hypervldd.losses import raha
+
+    g = torch.Generator().manual_seed(14)
+    cost = torch.rand(6, 30, generator=g, dtype=F64)
+    cost[:, 4] = 1e3
+    log_k = -(cost / cost.mean()) / 0.05
+    spread = float((log_k.amax(-1, keepdim=True) - log_k).max())
+    assert 400 < spread < 700
+    want = raha._sinkhorn_log(log_k, 20)
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the log domain ran")
+
+    monkeypatch.setattr(raha, "_sinkhorn_log", refuse)
+    plan = sinkhorn_plan(cost, eps=0.05, iters=20)
+    torch.testing.assert_close(plan, want, rtol=64 * EPS64, atol=64 * EPS64)
+    torch.testing.assert_close(plan.sum(0), torch.full((30,), 1 / 30, dtype=F64))
+
+
+def test_sinkhorn_falls_back_to_the_log_domain_beyond_float64() -> None:
+    """A kernel spread beyond float64 (one column of costs about 60x the mean, with eps =
+    0.05 a log-kernel of -1200) breaks the kernel-domain rounds; the plan then comes from
+    the log domain: finite, that column still gets its marginal mass."""
+    from hypervldd.losses.raha import _sinkhorn_log, _sinkhorn_scaling
+
+    g = torch.Generator().manual_seed(12)
+    cost = torch.rand(6, 60, generator=g, dtype=F64)
+    cost[:, 2] = 1e4
+    log_k = -(cost / cost.mean()) / 0.05
+    assert float(log_k.min()) < -1000
+    raw, ok = _sinkhorn_scaling(log_k - log_k.amax(-1, keepdim=True), 50)
+    # The kernel-domain rounds alone fail here, and say so.
+    assert not bool(torch.isfinite(raw).all()) and not bool(ok)
+    plan = sinkhorn_plan(cost, eps=0.05, iters=50)
+    torch.testing.assert_close(plan, _sinkhorn_log(log_k, 50), rtol=0, atol=0)
+    torch.testing.assert_close(plan.sum(0), torch.full((60,), 1 / 60, dtype=F64))
+    torch.testing.assert_close(plan.sum(1), torch.full((6,), 1 / 6, dtype=F64))
+    nan_cost = cost.clone()
+    nan_cost[1, 1] = float("nan")
+    assert bool(torch.isnan(sinkhorn_plan(nan_cost)).all())  # NaN in, NaN out
+
+
+def test_subspaces_from_the_gram_matrix_and_the_svd_fallback(monkeypatch) -> None:
+    """The QR solver's kept pairs come from eigh of a b x b Gram matrix; a kept singular
+    value below 1e-3 of the largest (its pairing would carry the squared conditioning)
+    takes the SVD instead. Either way the bases and values are the d x d SVD's."""
+    g = torch.Generator().manual_seed(13)
+    b, d = 30, 40
+    z = torch.linalg.qr(torch.randn(b, 4, generator=g, dtype=F64))[0]
+    x = z @ torch.randn(4, d, generator=g, dtype=F64)
+    y = (z * torch.tensor([1.0, 0.3, 1e-2, 1e-5], dtype=F64)) @ torch.randn(
+        4, d, generator=g, dtype=F64
+    )
+    svd_calls = []
+    real_svd = torch.linalg.svd
+    monkeypatch.setattr(
+        torch.linalg, "svd", lambda *a, **k: svd_calls.append(1) or real_svd(*a, **k)
+    )
+    for eta, ratio_small in ((0.99, False), (1.0 - 1e-12, True)):
+        svd_calls.clear()
+        q = range_residual_subspaces(x, y, eta, solver="qr")
+        assert len(svd_calls) == int(ratio_small)  # the fallback only for the tiny pair
+        s = range_residual_subspaces(x, y, eta, solver="svd")
+        assert q.rank == s.rank == (4 if ratio_small else 2)
+        top = float(s.singular_values[0])
+        n = q.singular_values.numel()
+        torch.testing.assert_close(
+            q.singular_values, s.singular_values[:n], rtol=0, atol=1e6 * EPS64 * top
+        )
+        for a, e in ((q.u, s.u), (q.v, s.v)):
+            assert float((a @ a.T - e @ e.T).norm() / (e @ e.T).norm()) < 1e-8
+            torch.testing.assert_close(a.T @ a, torch.eye(q.rank, dtype=F64), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_lifted_tangent_equals_the_round_trip_through_the_hyperboloid(dtype) -> None:
+    """tangent(lift(u)) without the round trip: the same values and gradients, the radius
+    cap of exp_0 included (rows far beyond max_radius), zero rows included; the reference's
+    clamped lift keeps the round trip."""
+    g = torch.Generator().manual_seed(15)
+    d = 16
+    radii = torch.tensor([0.0, 1e-6, 0.3, 3.0, 30.0, 400.0, 1e25], dtype=F64)
+    dirs = torch.nn.functional.normalize(torch.randn(7, d, generator=g, dtype=F64), dim=1)
+    u = (dirs * radii[:, None] * math.sqrt(d) / 0.5).to(dtype)  # c = 0.25: sqrt(c) = 0.5
+    # (The reference's lift overflows float32 at norm 1e25: that row only for the exact lift.)
+    for loss, rows in ((RAHALoss(c=0.25), u), (RAHALoss(c=0.25, faithful=True), u[:-1])):
+        a = rows.clone().requires_grad_()
+        b = rows.clone().requires_grad_()
+        got = loss.lifted_tangent(a)
+        want = loss.tangent(loss.lift(b))
+        assert bool(torch.isfinite(got).all())
+        eps = torch.finfo(dtype).eps
+        torch.testing.assert_close(got, want, rtol=64 * eps, atol=64 * eps)
+        w = torch.randn(got.shape, generator=g, dtype=F64).to(dtype)
+        (ga,) = torch.autograd.grad((got * w).sum(), a)
+        (gb,) = torch.autograd.grad((want * w).sum(), b)
+        torch.testing.assert_close(ga, gb, rtol=1e3 * eps, atol=1e3 * eps * float(ga.abs().max()))
+    # The cap: radius sqrt(c)|v| is max_radius(dtype) for the rows beyond it.
+    from hypervldd.numerics import max_radius
+
+    r = 0.5 * RAHALoss(c=0.25).lifted_tangent(u).double().norm(dim=1)
+    torch.testing.assert_close(r[-1].item(), max_radius(dtype), rtol=1e-5, atol=0)
