@@ -31,6 +31,20 @@ std::pair<int64_t, int64_t> tile_shape(int64_t tile) {
   return {std::min<int64_t>(tile, 64), tile};
 }
 
+// The contrastive loss's blocks: 64 rows as above, unless the columns fit in
+// fewer than `tile` (small M) and a thread has more rows to do than 64: then
+// up to 64 x tile / M rows (a tile of the same size), no more than a thread's
+// share of the chunks. Fewer, larger GEMMs: with one thread at N = M = 128, one
+// block instead of two (y packed once, the backward's gradient GEMMs twice as tall).
+std::pair<int64_t, int64_t> contrastive_tile_shape(int64_t tile, int64_t n, int64_t m) {
+  const auto [bm, bn] = tile_shape(tile);
+  const int64_t t = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t chunks = t == 1 ? 1 : cpu::kChunksPerThread * t;
+  const int64_t share = (n + chunks - 1) / chunks;
+  const int64_t cap = bm * bn / std::max<int64_t>(1, std::min(bn, m));
+  return {std::max(bm, std::min(cap, share)), bn};
+}
+
 template <typename T>
 T neg_inf() {
   return -std::numeric_limits<T>::infinity();
@@ -151,7 +165,7 @@ void lse_tile(HVLDD_LSE_TILE_ARGS) {
 template <int64_t MAN, typename T>
 void contrastive_forward(const Problem<T>& p, double tau, const int64_t* pos, int64_t tile,
                          T* row_lse, T* col_lse, T* lpos, const at::TensorOptions& o) {
-  const auto [bm, bn] = tile_shape(tile);
+  const auto [bm, bn] = contrastive_tile_shape(tile, p.n, p.m);
   const int64_t n = p.n, m = p.m;
   const int64_t nblk = (n + bm - 1) / bm;
   const int64_t nch = cpu::n_chunks(nblk);
@@ -160,7 +174,7 @@ void contrastive_forward(const Problem<T>& p, double tau, const int64_t* pos, in
   cpu::parallel_chunks(nch, [&](int64_t cb, int64_t ce) {
     // Grad mode is thread-local: the workers need their own guard for mm_out.
     at::NoGradGuard no_grad_worker;
-    TileBufs<T> buf(bm, bn, p.D, false, o);
+    TileBufs<T> buf(bm, std::min(bn, m), p.D, false, o);
     std::vector<T> rmax(bm), rsum(bm), tmax(bn), ebuf(bn);
     for (int64_t ch = cb; ch < ce; ++ch) {
       T* cm = cmax.data() + ch * m;
@@ -281,8 +295,9 @@ double contrastive_tile_weights(TileBufs<T>& b, int64_t i0, int64_t ib, int64_t 
   T* G = b.aux.template data_ptr<T>();
   const T neg_inv_tau = static_cast<T>(-1.0 / tau);
   const T a = static_cast<T>(-gscale / tau);
-  T sgd_row[64];  // tile_shape caps the rows of a tile at 64
-  TORCH_CHECK(ib <= 64, "contrastive_tile_weights: at most 64 rows per tile, got ", ib);
+  thread_local std::vector<T> sgd_buf;
+  sgd_buf.resize(static_cast<size_t>(ib));
+  T* sgd_row = sgd_buf.data();
 #ifdef HVLDD_AVX2_CLONE
   if (cpu::cpu_has_avx2()) {
     weights_tile_avx2<T>(d, G, ib, jb, neg_inv_tau, a, row + i0, col + j0, cnt + j0, sgd_row);
@@ -309,10 +324,10 @@ double contrastive_tile_weights(TileBufs<T>& b, int64_t i0, int64_t ib, int64_t 
 // weights from `weights(buf, i0, ib, j0, jb, chunk) -> sum G d`, then the tile
 // gradient into gx (owned rows) and the chunk's partial gy. Returns sum G d.
 template <int64_t MAN, typename T, typename W>
-double backward_pass(const Problem<T>& p, int64_t tile, T* gx, at::Tensor& gy, int64_t off,
-                     const at::TensorOptions& o, int64_t nch_hint, W&& weights,
-                     std::vector<at::Tensor>* gy_parts_out = nullptr) {
-  const auto [bm, bn] = tile_shape(tile);
+double backward_pass(const Problem<T>& p, std::pair<int64_t, int64_t> shape, T* gx,
+                     at::Tensor& gy, int64_t off, const at::TensorOptions& o, int64_t nch_hint,
+                     W&& weights, std::vector<at::Tensor>* gy_parts_out = nullptr) {
+  const auto [bm, bn] = shape;
   const int64_t n = p.n, m = p.m, Dp = gy.size(1);
   const int64_t nblk = (n + bm - 1) / bm;
   // Each chunk holds an (M, D) partial of gy: more chunks than threads only while
@@ -329,7 +344,7 @@ double backward_pass(const Problem<T>& p, int64_t tile, T* gx, at::Tensor& gy, i
     // Grad mode is thread-local: the workers need their own guard for mm_out.
     at::NoGradGuard no_grad_worker;
     for (int64_t ch = cb; ch < ce; ++ch) {
-      TileBufs<T> buf(bm, bn, p.D, true, o);
+      TileBufs<T> buf(bm, std::min(bn, m), p.D, true, o);
       // One chunk writes gy (zeros on entry) itself: no partial to allocate and add.
       parts[ch] = nch == 1 ? gy : at::zeros({m, Dp}, o);
       T* gyp = parts[ch].template data_ptr<T>();
@@ -416,7 +431,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_loss_back
     const T* np = cnt.data();
     cpu::dispatch_manifold(man, [&](auto mc) {
       sgd = backward_pass<decltype(mc)::value, T>(
-          p, tile, gx.data_ptr<T>(), gy, off, x.options(), 0,
+          p, contrastive_tile_shape(tile, n, m), gx.data_ptr<T>(), gy, off, x.options(), 0,
           [&](TileBufs<T>& b, int64_t i0, int64_t ib, int64_t j0, int64_t jb, int64_t) {
             return contrastive_tile_weights<T>(b, i0, ib, j0, jb, tau, gscale, rp, cp, np, pp);
           });
@@ -643,7 +658,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> row_stats
     };
     cpu::dispatch_manifold(man, [&](auto mc) {
       constexpr int64_t MAN = decltype(mc)::value;
-      sgd = backward_pass<MAN, T>(p, tile, gx.data_ptr<T>(), gy, off, x.options(), nch, weights);
+      sgd = backward_pass<MAN, T>(p, {bm, bn}, gx.data_ptr<T>(), gy, off, x.options(), nch,
+                                  weights);
       if (want_rank) {
         // The positive logits: spos_i = -d(x_i, y_p(i)) / tau, difference form.
         T* gxp = gx.data_ptr<T>();
