@@ -157,7 +157,9 @@ __attribute__((target("avx2,fma"))) void lse_tile_avx2(HVLDD_LSE_TILE_ARGS) {
 template <typename T>
 void lse_tile(HVLDD_LSE_TILE_ARGS) {
 #ifdef HVLDD_AVX2_CLONE
-  if (cpu::cpu_has_avx2()) return lse_tile_avx2<T>(s, ib, jb, neg_inv_tau, rmax, rsum, cm, cs, tmax, e);
+  if (cpu::cpu_has_avx2()) {
+    return lse_tile_avx2<T>(s, ib, jb, neg_inv_tau, rmax, rsum, cm, cs, tmax, e);
+  }
 #endif
   lse_tile_base<T>(s, ib, jb, neg_inv_tau, rmax, rsum, cm, cs, tmax, e);
 }
@@ -377,12 +379,23 @@ double dot2d(const at::Tensor& a, const at::Tensor& b) {
   const T* ap = a.data_ptr<T>();
   const T* bp = b.data_ptr<T>();
   const int64_t r = a.size(0), k = a.size(1), s0 = a.stride(0), s1 = a.stride(1);
-  double t = 0;
+  // kLanes independent sums: one running double sum is bound by the add latency.
+  double acc[kLanes] = {};
+  const int64_t k8 = k - k % kLanes;
   for (int64_t i = 0; i < r; ++i) {
-    for (int64_t j = 0; j < k; ++j) {
-      t += static_cast<double>(ap[i * s0 + j * s1]) * static_cast<double>(bp[i * k + j]);
+    const T* ai = ap + i * s0;
+    const T* bi = bp + i * k;
+    for (int64_t j = 0; j < k8; j += kLanes) {
+      for (int64_t l = 0; l < kLanes; ++l) {
+        acc[l] += static_cast<double>(ai[(j + l) * s1]) * static_cast<double>(bi[j + l]);
+      }
+    }
+    for (int64_t j = k8; j < k; ++j) {
+      acc[0] += static_cast<double>(ai[j * s1]) * static_cast<double>(bi[j]);
     }
   }
+  double t = 0;
+  for (int64_t l = 0; l < kLanes; ++l) t += acc[l];
   return t;
 }
 
