@@ -71,6 +71,7 @@ QUICK: tuple[Bench, ...] = (
 NOT_QUICK: dict[str, str] = {
     "bench_warm_start.py": "times prepare on the cached emoji features (needs the cache)",
     "bench_distill_iter.py": "needs the cached emoji features (run prepare first)",
+    "bench_sizes_rows.py": "rows of bench_sizes.py for before/after runs of two checkouts",
     "losses.py": "its --quick mode alone ran past 5 minutes at load 12 on 2 cores",
     "wordnet.py": "trains hierarchy embeddings for minutes and needs the wordnet-base data",
     "full_data_reference.py": "trains 5 students x 100 epochs on emoji",

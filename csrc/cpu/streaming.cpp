@@ -31,6 +31,20 @@ std::pair<int64_t, int64_t> tile_shape(int64_t tile) {
   return {std::min<int64_t>(tile, 64), tile};
 }
 
+// The contrastive loss's blocks: 64 rows as above, unless the columns fit in
+// fewer than `tile` (small M) and a thread has more rows to do than 64: then
+// up to 64 x tile / M rows (a tile of the same size), no more than a thread's
+// share of the chunks. Fewer, larger GEMMs: with one thread at N = M = 128, one
+// block instead of two (y packed once, the backward's gradient GEMMs twice as tall).
+std::pair<int64_t, int64_t> contrastive_tile_shape(int64_t tile, int64_t n, int64_t m) {
+  const auto [bm, bn] = tile_shape(tile);
+  const int64_t t = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t chunks = t == 1 ? 1 : cpu::kChunksPerThread * t;
+  const int64_t share = (n + chunks - 1) / chunks;
+  const int64_t cap = bm * bn / std::max<int64_t>(1, std::min(bn, m));
+  return {std::max(bm, std::min(cap, share)), bn};
+}
+
 template <typename T>
 T neg_inf() {
   return -std::numeric_limits<T>::infinity();
@@ -60,10 +74,100 @@ void lse_update(const T* row, int64_t len, T& mx, T& sum, T* prob, T* rescale) {
 
 // ------------------------------------------------------------------ contrastive
 
+// Partial sums and maxima of a row in cpu::kLanes independent accumulators.
+using cpu::kLanes;
+
+// exp_fast's algorithm (round to n = floor(x / ln 2 + 1/2), Cody-Waite
+// reduction, the same degree-5 polynomial, 2^n from the exponent bits; the
+// same values, 0 below -87, NaN for NaN) written with floorf and plain selects:
+// GCC 12 turns exp_fast's integer floor correction and nested NaN select into
+// branches, which keeps the tile loops below scalar (measured: the
+// log-sum-exp loops cost 2.5x the distance epilogue). With these, they vectorise.
+HVLDD_ALWAYS_INLINE float exp_vec(float x) {
+  const bool under = !(x > -87.0f);
+  const float xc = under ? 0.0f : (x < 88.0f ? x : 88.0f);
+  const float fn = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
+  const int32_t n = static_cast<int32_t>(fn);
+  float r = xc - fn * 0.693359375f;
+  r = r - fn * -2.12194440e-4f;
+  const float z = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = (p * z + r) + 1.0f;
+  const float v = under ? 0.0f : y * vec_detail::as_float((n + 127) << 23);
+  return x != x ? x : v;
+}
+HVLDD_ALWAYS_INLINE double exp_vec(double x) { return std::exp(x); }
+
+// One forward tile of the InfoNCE: distances d (ib x jb, row-major) -> logits
+// -d/tau in place; the running row statistics (rmax, rsum, ib entries) and
+// this chunk's running column statistics (cm, cs, jb entries) updated by the
+// online log-sum-exp. Two passes over the tile (maxima, then exponentials of
+// both directions), two exps per pair; elementwise loops (vectorised) and
+// lane reductions. tmax, e: jb scratch values each. Inlined into a baseline
+// and an AVX2 + FMA clone (below).
+template <typename T>
+HVLDD_ALWAYS_INLINE void lse_tile_body(T* __restrict s, int64_t ib, int64_t jb, T neg_inv_tau,
+                                       T* __restrict rmax, T* __restrict rsum, T* __restrict cm,
+                                       T* __restrict cs, T* __restrict tmax, T* __restrict e) {
+  for (int64_t jj = 0; jj < jb; ++jj) tmax[jj] = cm[jj];
+  for (int64_t ii = 0; ii < ib; ++ii) {
+    T* __restrict r = s + ii * jb;
+    for (int64_t jj = 0; jj < jb; ++jj) {
+      const T v = r[jj] * neg_inv_tau;
+      r[jj] = v;
+      tmax[jj] = v > tmax[jj] ? v : tmax[jj];
+    }
+    const T mt = cpu::lane_max<T>(r, jb, rmax[ii]);
+    // A row of NaN logits keeps mt = -inf: exp(-inf - -inf) is NaN, so is its sum.
+    rsum[ii] *= exp_vec(rmax[ii] - mt);
+    rmax[ii] = mt;
+  }
+  for (int64_t jj = 0; jj < jb; ++jj) {
+    cs[jj] *= exp_vec(cm[jj] - tmax[jj]);
+    cm[jj] = tmax[jj];
+  }
+  for (int64_t ii = 0; ii < ib; ++ii) {
+    const T* __restrict r = s + ii * jb;
+    const T mt = rmax[ii];
+    for (int64_t jj = 0; jj < jb; ++jj) {
+      e[jj] = exp_vec(r[jj] - mt);
+      cs[jj] += exp_vec(r[jj] - cm[jj]);
+    }
+    rsum[ii] += cpu::lane_dot<T>(e, nullptr, jb);
+  }
+}
+
+#define HVLDD_LSE_TILE_ARGS                                                                \
+  T *s, int64_t ib, int64_t jb, T neg_inv_tau, T *rmax, T *rsum, T *cm, T *cs, T *tmax, T *e
+template <typename T>
+void lse_tile_base(HVLDD_LSE_TILE_ARGS) {
+  lse_tile_body<T>(s, ib, jb, neg_inv_tau, rmax, rsum, cm, cs, tmax, e);
+}
+#ifdef HVLDD_AVX2_CLONE
+template <typename T>
+__attribute__((target("avx2,fma"))) void lse_tile_avx2(HVLDD_LSE_TILE_ARGS) {
+  lse_tile_body<T>(s, ib, jb, neg_inv_tau, rmax, rsum, cm, cs, tmax, e);
+}
+#endif
+template <typename T>
+void lse_tile(HVLDD_LSE_TILE_ARGS) {
+#ifdef HVLDD_AVX2_CLONE
+  if (cpu::cpu_has_avx2()) {
+    return lse_tile_avx2<T>(s, ib, jb, neg_inv_tau, rmax, rsum, cm, cs, tmax, e);
+  }
+#endif
+  lse_tile_base<T>(s, ib, jb, neg_inv_tau, rmax, rsum, cm, cs, tmax, e);
+}
+
 template <int64_t MAN, typename T>
 void contrastive_forward(const Problem<T>& p, double tau, const int64_t* pos, int64_t tile,
                          T* row_lse, T* col_lse, T* lpos, const at::TensorOptions& o) {
-  const auto [bm, bn] = tile_shape(tile);
+  const auto [bm, bn] = contrastive_tile_shape(tile, p.n, p.m);
   const int64_t n = p.n, m = p.m;
   const int64_t nblk = (n + bm - 1) / bm;
   const int64_t nch = cpu::n_chunks(nblk);
@@ -72,9 +176,9 @@ void contrastive_forward(const Problem<T>& p, double tau, const int64_t* pos, in
   cpu::parallel_chunks(nch, [&](int64_t cb, int64_t ce) {
     // Grad mode is thread-local: the workers need their own guard for mm_out.
     at::NoGradGuard no_grad_worker;
+    TileBufs<T> buf(bm, std::min(bn, m), p.D, false, o);
+    std::vector<T> rmax(bm), rsum(bm), tmax(bn), ebuf(bn);
     for (int64_t ch = cb; ch < ce; ++ch) {
-      TileBufs<T> buf(bm, bn, p.D, false, o);
-      std::vector<T> rmax(bm), rsum(bm), tmax(bn);
       T* cm = cmax.data() + ch * m;
       T* cs = csum.data() + ch * m;
       const auto [b0, b1] = cpu::chunk_range(ch, nch, nblk);
@@ -86,28 +190,11 @@ void contrastive_forward(const Problem<T>& p, double tau, const int64_t* pos, in
           const int64_t jb = std::min(bn, m - j0);
           cpu::distance_tile<MAN, T>(p, buf, i0, ib, j0, jb, false);
           T* s = buf.d.template data_ptr<T>();
-          for (int64_t k = 0; k < ib * jb; ++k) s[k] *= neg_inv_tau;
+          lse_tile<T>(s, ib, jb, neg_inv_tau, rmax.data(), rsum.data(), cm + j0, cs + j0,
+                      tmax.data(), ebuf.data());
           for (int64_t ii = 0; ii < ib; ++ii) {
             const int64_t pj = pos[i0 + ii] - j0;
             if (pj >= 0 && pj < jb) lpos[i0 + ii] = s[ii * jb + pj];
-            lse_update<T>(s + ii * jb, jb, rmax[ii], rsum[ii], nullptr, nullptr);
-          }
-          // Column partials of this chunk: tile maximum, rescale, accumulate.
-          std::copy(s, s + jb, tmax.begin());
-          for (int64_t ii = 1; ii < ib; ++ii) {
-            const T* r = s + ii * jb;
-            for (int64_t jj = 0; jj < jb; ++jj) tmax[jj] = r[jj] > tmax[jj] ? r[jj] : tmax[jj];
-          }
-          T* cmj = cm + j0;
-          T* csj = cs + j0;
-          for (int64_t jj = 0; jj < jb; ++jj) {
-            const T mn = tmax[jj] > cmj[jj] ? tmax[jj] : cmj[jj];
-            csj[jj] *= exp_fast(cmj[jj] - mn);
-            cmj[jj] = mn;
-          }
-          for (int64_t ii = 0; ii < ib; ++ii) {
-            const T* r = s + ii * jb;
-            for (int64_t jj = 0; jj < jb; ++jj) csj[jj] += exp_fast(r[jj] - cmj[jj]);
           }
         }
         for (int64_t ii = 0; ii < ib; ++ii) row_lse[i0 + ii] = rmax[ii] + std::log(rsum[ii]);
@@ -138,25 +225,70 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_loss_cpu(
   if (n == 0) return {at::zeros({}, x.options()), row, col};
   TORCH_CHECK(m > 0, "contrastive_loss needs M >= 1 columns");
   auto pos = positives.contiguous();
-  auto lpos = at::empty({n}, x.options());
+  const int64_t* pp = pos.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(pp[i] >= 0 && pp[i] < m, "positives must index the M = ", m,
+                " columns, got ", pp[i], " at row ", i);
+  }
+  auto loss = at::empty({}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "contrastive_loss_cpu", [&] {
     using T = scalar_t;
     const Problem<T> p(x, y, c, man);
+    std::vector<T> lpos(n);
+    T* rp = row.data_ptr<T>();
+    T* cp = col.data_ptr<T>();
     cpu::dispatch_manifold(man, [&](auto mc) {
-      contrastive_forward<decltype(mc)::value, T>(p, tau, pos.data_ptr<int64_t>(), tile,
-                                                  row.data_ptr<T>(), col.data_ptr<T>(),
-                                                  lpos.data_ptr<T>(), x.options());
+      contrastive_forward<decltype(mc)::value, T>(p, tau, pp, tile, rp, cp, lpos.data(),
+                                                  x.options());
     });
+    // (1/2N) sum_i [(row_i - l_i) + (col_p(i) - l_i)], summed in double (a plain
+    // loop: the tensor form cost about 11 small ops per call, issue 19).
+    double sr = 0, sc = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double l = static_cast<double>(lpos[i]);
+      sr += static_cast<double>(rp[i]) - l;
+      sc += static_cast<double>(cp[pp[i]]) - l;
+    }
+    loss.fill_(static_cast<T>((sr + sc) / static_cast<double>(2 * n)));
   });
-  // (1/2N) sum_i [(row_i - l_i) + (col_p(i) - l_i)], summed in double.
-  auto lp = lpos.to(at::kDouble);
-  auto total = (row.to(at::kDouble) - lp).sum() + (col.to(at::kDouble).index_select(0, pos) - lp).sum();
-  auto loss = (total / static_cast<double>(2 * n)).to(x.scalar_type());
   return {loss, row, col};
 }
 
 // Gradient weights of one tile: G_ij = dL/dd_ij (in bufs.aux) from the logits
 // s (bufs.d holds distances), returns sum_ij G_ij d_ij of the tile.
+// dL/ds = gscale [exp(s - row_i) + cnt_j exp(s - col_j)] - 2 gscale [j == p(i)];
+// dL/dd = -dL/ds / tau (a = -gscale / tau). The positives are added by the caller.
+template <typename T>
+HVLDD_ALWAYS_INLINE void weights_tile_body(const T* __restrict d, T* __restrict G, int64_t ib,
+                                           int64_t jb, T neg_inv_tau, T a,
+                                           const T* __restrict ri, const T* __restrict cj,
+                                           const T* __restrict nj, T* __restrict sgd_row) {
+  for (int64_t ii = 0; ii < ib; ++ii) {
+    const T* __restrict dr = d + ii * jb;
+    T* __restrict g = G + ii * jb;
+    const T r = ri[ii];
+    for (int64_t jj = 0; jj < jb; ++jj) {
+      const T s = dr[jj] * neg_inv_tau;
+      g[jj] = a * (exp_vec(s - r) + nj[jj] * exp_vec(s - cj[jj]));
+    }
+    sgd_row[ii] = cpu::lane_dot<T>(g, dr, jb);
+  }
+}
+
+#define HVLDD_WEIGHTS_TILE_ARGS                                                              \
+  const T *d, T *G, int64_t ib, int64_t jb, T neg_inv_tau, T a, const T *ri, const T *cj,   \
+      const T *nj, T *sgd_row
+template <typename T>
+void weights_tile_base(HVLDD_WEIGHTS_TILE_ARGS) {
+  weights_tile_body<T>(d, G, ib, jb, neg_inv_tau, a, ri, cj, nj, sgd_row);
+}
+#ifdef HVLDD_AVX2_CLONE
+template <typename T>
+__attribute__((target("avx2,fma"))) void weights_tile_avx2(HVLDD_WEIGHTS_TILE_ARGS) {
+  weights_tile_body<T>(d, G, ib, jb, neg_inv_tau, a, ri, cj, nj, sgd_row);
+}
+#endif
+
 template <typename T>
 double contrastive_tile_weights(TileBufs<T>& b, int64_t i0, int64_t ib, int64_t j0, int64_t jb,
                                 double tau, double gscale, const T* row, const T* col,
@@ -164,28 +296,26 @@ double contrastive_tile_weights(TileBufs<T>& b, int64_t i0, int64_t ib, int64_t 
   const T* d = b.d.template data_ptr<T>();
   T* G = b.aux.template data_ptr<T>();
   const T neg_inv_tau = static_cast<T>(-1.0 / tau);
-  // dL/ds = gscale [exp(s - row_i) + cnt_j exp(s - col_j)] - 2 gscale [j == p(i)];
-  // dL/dd = -dL/ds / tau. gscale = gloss / (2N).
   const T a = static_cast<T>(-gscale / tau);
+  thread_local std::vector<T> sgd_buf;
+  sgd_buf.resize(static_cast<size_t>(ib));
+  T* sgd_row = sgd_buf.data();
+#ifdef HVLDD_AVX2_CLONE
+  if (cpu::cpu_has_avx2()) {
+    weights_tile_avx2<T>(d, G, ib, jb, neg_inv_tau, a, row + i0, col + j0, cnt + j0, sgd_row);
+  } else
+#endif
+  {
+    weights_tile_base<T>(d, G, ib, jb, neg_inv_tau, a, row + i0, col + j0, cnt + j0, sgd_row);
+  }
   double sgd = 0;
   for (int64_t ii = 0; ii < ib; ++ii) {
-    const T* dr = d + ii * jb;
-    T* g = G + ii * jb;
-    const T ri = row[i0 + ii];
-    const T* cj = col + j0;
-    const T* nj = cnt + j0;
-    T acc = 0;
-    for (int64_t jj = 0; jj < jb; ++jj) {
-      const T s = dr[jj] * neg_inv_tau;
-      const T v = a * (exp_fast(s - ri) + nj[jj] * exp_fast(s - cj[jj]));
-      g[jj] = v;
-      acc += v * dr[jj];
-    }
+    T acc = sgd_row[ii];
     const int64_t pj = pos[i0 + ii] - j0;
     if (pj >= 0 && pj < jb) {
       const T v = static_cast<T>(2.0 * gscale / tau);
-      g[pj] += v;
-      acc += v * dr[pj];
+      G[ii * jb + pj] += v;
+      acc += v * d[ii * jb + pj];
     }
     sgd += static_cast<double>(acc);
   }
@@ -196,10 +326,10 @@ double contrastive_tile_weights(TileBufs<T>& b, int64_t i0, int64_t ib, int64_t 
 // weights from `weights(buf, i0, ib, j0, jb, chunk) -> sum G d`, then the tile
 // gradient into gx (owned rows) and the chunk's partial gy. Returns sum G d.
 template <int64_t MAN, typename T, typename W>
-double backward_pass(const Problem<T>& p, int64_t tile, T* gx, at::Tensor& gy, int64_t off,
-                     const at::TensorOptions& o, int64_t nch_hint, W&& weights,
-                     std::vector<at::Tensor>* gy_parts_out = nullptr) {
-  const auto [bm, bn] = tile_shape(tile);
+double backward_pass(const Problem<T>& p, std::pair<int64_t, int64_t> shape, T* gx,
+                     at::Tensor& gy, int64_t off, const at::TensorOptions& o, int64_t nch_hint,
+                     W&& weights, std::vector<at::Tensor>* gy_parts_out = nullptr) {
+  const auto [bm, bn] = shape;
   const int64_t n = p.n, m = p.m, Dp = gy.size(1);
   const int64_t nblk = (n + bm - 1) / bm;
   // Each chunk holds an (M, D) partial of gy: more chunks than threads only while
@@ -216,8 +346,9 @@ double backward_pass(const Problem<T>& p, int64_t tile, T* gx, at::Tensor& gy, i
     // Grad mode is thread-local: the workers need their own guard for mm_out.
     at::NoGradGuard no_grad_worker;
     for (int64_t ch = cb; ch < ce; ++ch) {
-      TileBufs<T> buf(bm, bn, p.D, true, o);
-      parts[ch] = at::zeros({m, Dp}, o);
+      TileBufs<T> buf(bm, std::min(bn, m), p.D, true, o);
+      // One chunk writes gy (zeros on entry) itself: no partial to allocate and add.
+      parts[ch] = nch == 1 ? gy : at::zeros({m, Dp}, o);
       T* gyp = parts[ch].template data_ptr<T>();
       const auto [b0, b1] = cpu::chunk_range(ch, nch, nblk);
       for (int64_t blk = b0; blk < b1; ++blk) {
@@ -234,7 +365,7 @@ double backward_pass(const Problem<T>& p, int64_t tile, T* gx, at::Tensor& gy, i
   double total = 0;
   for (int64_t ch = 0; ch < nch; ++ch) {
     total += sgd[ch];
-    if (parts[ch].defined()) gy.add_(parts[ch]);
+    if (parts[ch].defined() && nch > 1) gy.add_(parts[ch]);
   }
   if (gy_parts_out != nullptr) *gy_parts_out = parts;
   return total;
@@ -242,11 +373,42 @@ double backward_pass(const Problem<T>& p, int64_t tile, T* gx, at::Tensor& gy, i
 
 // Gradient of c from the scaling identity d(x, y; c) = D(sqrt(c) x, sqrt(c) y) / sqrt(c):
 // dL/dc = (-sum G d + sum x.gx + sum y.gy) / (2c).
+// sum_ik a_ik b_ik in double; b contiguous, a any 2-d layout of the same shape.
+template <typename T>
+double dot2d(const at::Tensor& a, const at::Tensor& b) {
+  const T* ap = a.data_ptr<T>();
+  const T* bp = b.data_ptr<T>();
+  const int64_t r = a.size(0), k = a.size(1), s0 = a.stride(0), s1 = a.stride(1);
+  // kLanes independent sums: one running double sum is bound by the add latency.
+  double acc[kLanes] = {};
+  const int64_t k8 = k - k % kLanes;
+  for (int64_t i = 0; i < r; ++i) {
+    const T* ai = ap + i * s0;
+    const T* bi = bp + i * k;
+    for (int64_t j = 0; j < k8; j += kLanes) {
+      for (int64_t l = 0; l < kLanes; ++l) {
+        acc[l] += static_cast<double>(ai[(j + l) * s1]) * static_cast<double>(bi[j + l]);
+      }
+    }
+    for (int64_t j = k8; j < k; ++j) {
+      acc[0] += static_cast<double>(ai[j * s1]) * static_cast<double>(bi[j]);
+    }
+  }
+  double t = 0;
+  for (int64_t l = 0; l < kLanes; ++l) t += acc[l];
+  return t;
+}
+
 double grad_c(int64_t man, double c, double sgd, const at::Tensor& x, const at::Tensor& gx,
               const at::Tensor& y, const at::Tensor& gy) {
   if (man == kEuclidean) return 0.0;
-  const double xg = (x.to(at::kDouble) * gx.to(at::kDouble)).sum().item<double>();
-  const double yg = (y.to(at::kDouble) * gy.to(at::kDouble)).sum().item<double>();
+  // Plain loops (gx, gy are the contiguous outputs): the tensor form cost about
+  // ten small ops per call (issue 19).
+  double xg = 0, yg = 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "grad_c", [&] {
+    xg = dot2d<scalar_t>(x, gx.contiguous());
+    yg = dot2d<scalar_t>(y, gy.contiguous());
+  });
   return (-sgd + xg + yg) / (2.0 * c);
 }
 
@@ -263,7 +425,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_loss_back
   if (n == 0 || m == 0) return {gx, gy, at::zeros_like(c_t), at::zeros_like(tau_t)};
   const double gscale = gloss.item<double>() / static_cast<double>(2 * n);
   auto pos = positives.contiguous();
-  auto cnt = at::bincount(pos, {}, m).to(x.scalar_type()).contiguous();
   auto row = row_t.contiguous(), col = col_t.contiguous();
   const int64_t off = man == kLorentz ? 1 : 0;
   double sgd = 0;
@@ -272,11 +433,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_loss_back
     const Problem<T> p(x, y, c, man);
     const T* rp = row.data_ptr<T>();
     const T* cp = col.data_ptr<T>();
-    const T* np = cnt.data_ptr<T>();
     const int64_t* pp = pos.data_ptr<int64_t>();
+    // How many rows take each column as their positive.
+    std::vector<T> cnt(m, T(0));
+    for (int64_t i = 0; i < n; ++i) {
+      TORCH_CHECK(pp[i] >= 0 && pp[i] < m, "positives must index the M = ", m,
+                  " columns, got ", pp[i], " at row ", i);
+      cnt[pp[i]] += T(1);
+    }
+    const T* np = cnt.data();
     cpu::dispatch_manifold(man, [&](auto mc) {
       sgd = backward_pass<decltype(mc)::value, T>(
-          p, tile, gx.data_ptr<T>(), gy, off, x.options(), 0,
+          p, contrastive_tile_shape(tile, n, m), gx.data_ptr<T>(), gy, off, x.options(), 0,
           [&](TileBufs<T>& b, int64_t i0, int64_t ib, int64_t j0, int64_t jb, int64_t) {
             return contrastive_tile_weights<T>(b, i0, ib, j0, jb, tau, gscale, rp, cp, np, pp);
           });
@@ -503,7 +671,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> row_stats
     };
     cpu::dispatch_manifold(man, [&](auto mc) {
       constexpr int64_t MAN = decltype(mc)::value;
-      sgd = backward_pass<MAN, T>(p, tile, gx.data_ptr<T>(), gy, off, x.options(), nch, weights);
+      sgd = backward_pass<MAN, T>(p, {bm, bn}, gx.data_ptr<T>(), gy, off, x.options(), nch,
+                                  weights);
       if (want_rank) {
         // The positive logits: spos_i = -d(x_i, y_p(i)) / tau, difference form.
         T* gxp = gx.data_ptr<T>();

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cstdint>
 #include <vector>
 
@@ -157,6 +158,7 @@ template <typename T>
 struct TileBufs {
   at::Tensor d, f, aux, ga, gb;  // (bm*bn), (bm*bn), (bm*bn), (bm*D), (bn*D)
   std::vector<uint8_t> bad;
+  std::vector<T> sums;  // tile_grad's row and column sums: 2 (bm + bn)
   TileBufs(int64_t bm, int64_t bn, int64_t D, bool grad, const at::TensorOptions& o) {
     d = at::empty({bm * bn}, o);
     aux = at::empty({bm * bn}, o);
@@ -186,6 +188,91 @@ int64_t distance_tile(const Problem<T>& p, TileBufs<T>& b, int64_t i0, int64_t i
   }
   return n_bad;
 }
+
+// Forces a body into its caller so that an ISA clone (target attribute)
+// compiles it for its own instruction set.
+#define HVLDD_ALWAYS_INLINE inline __attribute__((always_inline))
+
+// Row reductions in kLanes independent lanes (GCC vector extensions): the
+// compiler may not reassociate one float sum (no -ffast-math), so a plain loop
+// stays scalar. Deterministic: the order depends on the length only.
+constexpr int64_t kLanes = 8;
+
+template <typename T>
+HVLDD_ALWAYS_INLINE T lane_max(const T* a, int64_t n, T init) {
+  typedef T V __attribute__((vector_size(kLanes * sizeof(T))));
+  V m;
+  for (int64_t l = 0; l < kLanes; ++l) m[l] = init;
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    V v;
+    std::memcpy(&v, a + j, sizeof(V));
+    m = v > m ? v : m;  // a NaN element is skipped, as in a scalar `v > m ? v : m`
+  }
+  T r = init;
+  for (int64_t l = 0; l < kLanes; ++l) r = m[l] > r ? m[l] : r;
+  for (; j < n; ++j) r = a[j] > r ? a[j] : r;
+  return r;
+}
+
+// sum_j a_j (b_j when given).
+template <typename T>
+HVLDD_ALWAYS_INLINE T lane_dot(const T* a, const T* b, int64_t n) {
+  typedef T V __attribute__((vector_size(kLanes * sizeof(T))));
+  V s = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    V v;
+    std::memcpy(&v, a + j, sizeof(V));
+    if (b != nullptr) {
+      V w;
+      std::memcpy(&w, b + j, sizeof(V));
+      v *= w;
+    }
+    s += v;
+  }
+  T r = 0;
+  for (int64_t l = 0; l < kLanes; ++l) r += s[l];
+  for (; j < n; ++j) r += b != nullptr ? a[j] * b[j] : a[j];
+  return r;
+}
+
+// u = G * f in place over an (ib x jb) tile and its sums: rs_i = sum_j u_ij,
+// ru_i = sum_j u_ij q0_j, cs_j = sum_i u_ij, cu_j = sum_i u_ij r0_i (cs, cu
+// zeroed by the caller). Inlined into a baseline and an AVX2 + FMA clone.
+template <typename T>
+HVLDD_ALWAYS_INLINE void grad_sums_body(T* __restrict G, const T* __restrict f,
+                                        const T* __restrict qj, const T* __restrict pr,
+                                        int64_t ib, int64_t jb, T* __restrict rs,
+                                        T* __restrict ru, T* __restrict cs, T* __restrict cu) {
+  for (int64_t ii = 0; ii < ib; ++ii) {
+    T* __restrict u = G + ii * jb;
+    const T* __restrict fr = f + ii * jb;
+    const T pi = pr[ii];
+    for (int64_t jj = 0; jj < jb; ++jj) {
+      const T v = u[jj] * fr[jj];
+      u[jj] = v;
+      cs[jj] += v;
+      cu[jj] += v * pi;
+    }
+    rs[ii] = lane_dot<T>(u, nullptr, jb);
+    ru[ii] = lane_dot<T>(u, qj, jb);
+  }
+}
+
+#define HVLDD_GRAD_SUMS_ARGS                                                                 \
+  T *G, const T *f, const T *qj, const T *pr, int64_t ib, int64_t jb, T *rs, T *ru, T *cs,  \
+      T *cu
+template <typename T>
+void grad_sums_base(HVLDD_GRAD_SUMS_ARGS) {
+  grad_sums_body<T>(G, f, qj, pr, ib, jb, rs, ru, cs, cu);
+}
+#ifdef HVLDD_AVX2_CLONE
+template <typename T>
+__attribute__((target("avx2,fma"))) void grad_sums_avx2(HVLDD_GRAD_SUMS_ARGS) {
+  grad_sums_body<T>(G, f, qj, pr, ib, jb, rs, ru, cs, cu);
+}
+#endif
 
 // Gradient of sum_ij G_ij d_ij over one tile, given u = G * f in bufs.aux
 // (G: bufs.aux on entry, overwritten) and the mask of slow pairs. Adds to the
@@ -226,23 +313,18 @@ void tile_grad(const Problem<T>& p, TileBufs<T>& b, int64_t i0, int64_t ib, int6
     }
   }
   // u = G * f (f is 0 on slow pairs); row and column sums.
-  std::vector<T> rs(ib, T(0)), ru(ib, T(0)), cs(jb, T(0)), cu(jb, T(0));
-  for (int64_t ii = 0; ii < ib; ++ii) {
-    T* u = G + ii * jb;
-    const T* fr = f + ii * jb;
-    const T* qj = p.q0 + j0;
-    const T pi = p.r0[i0 + ii];
-    T s = 0, s1 = 0;
-    for (int64_t jj = 0; jj < jb; ++jj) {
-      const T v = u[jj] * fr[jj];
-      u[jj] = v;
-      s += v;
-      s1 += v * qj[jj];
-      cs[jj] += v;
-      cu[jj] += v * pi;
-    }
-    rs[ii] = s;
-    ru[ii] = s1;
+  b.sums.assign(static_cast<size_t>(2 * (ib + jb)), T(0));
+  T* rs = b.sums.data();
+  T* ru = rs + ib;
+  T* cs = ru + ib;
+  T* cu = cs + jb;
+#ifdef HVLDD_AVX2_CLONE
+  if (cpu_has_avx2()) {
+    grad_sums_avx2<T>(G, f, p.q0 + j0, p.r0 + i0, ib, jb, rs, ru, cs, cu);
+  } else
+#endif
+  {
+    grad_sums_base<T>(G, f, p.q0 + j0, p.r0 + i0, ib, jb, rs, ru, cs, cu);
   }
   auto U = b.aux.narrow(0, 0, ib * jb).view({ib, jb});
   auto A = b.ga.narrow(0, 0, ib * D).view({ib, D});
@@ -252,8 +334,8 @@ void tile_grad(const Problem<T>& p, TileBufs<T>& b, int64_t i0, int64_t ib, int6
   const T* Ap = A.template data_ptr<T>();
   const T* Bp = B.template data_ptr<T>();
   auto assemble = [&](int64_t cnt, int64_t base, const T* P, int64_t s0, int64_t s1,
-                      const T* pr0, const T* pr1, const std::vector<T>& sum,
-                      const std::vector<T>& sum1, const T* acc, T* g, int64_t ld) {
+                      const T* pr0, const T* pr1, const T* sum, const T* sum1, const T* acc,
+                      T* g, int64_t ld) {
     for (int64_t a = 0; a < cnt; ++a) {
       const int64_t idx = base + a;
       const T* pt = P + idx * s0;

@@ -10,7 +10,7 @@ Ops (schemas in csrc/ops.cpp unless noted):
 - ``hypervldd::contrastive_loss`` / ``contrastive_loss_backward`` and
   ``hypervldd::row_stats`` / ``row_stats_backward``: single compiled ops
   (csrc/cpu/streaming.cpp; on a GPU the Triton ops of .triton) that stream over tiles of at
-  most ``64 x tile`` (CPU) with online log-sum-exp per row; they never hold
+  most ``64 x tile`` values (CPU) with online log-sum-exp per row; they never hold
   ``N x M``. Backward recomputes each tile. This module registers their fake
   impls and autograd.
 

@@ -183,3 +183,71 @@ def test_parts_give_row_and_column_lse() -> None:
     assert torch.allclose(row, torch.logsumexp(s, 1), rtol=1e-12)
     assert torch.allclose(col, torch.logsumexp(s, 0), rtol=1e-12)
     assert torch.allclose(loss, materialised(x, y, "euclidean", 1.0, 0.5), rtol=1e-12)
+
+
+# Vectorised tile loops (lane reductions of 8 with a scalar tail) and the block
+# shape that grows with small M at one thread: sizes with tails, several tiles,
+# one and two threads, float32 against the float64 definition.
+@pytest.mark.parametrize(("n", "m", "tile"), [(5, 13, 512), (70, 61, 24), (150, 40, 512)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float32_tails_tiles_and_threads(n: int, m: int, tile: int, threads: int) -> None:
+    fused = fused_module()
+    g = torch.Generator().manual_seed(n + m)
+    x = points("lorentz", n, 9, torch.float32, max_radius=3.0)
+    y = points("lorentz", m, 9, torch.float32, max_radius=3.0)
+    pos = torch.randint(0, m, (n,), generator=g)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+        loss = fused.contrastive_loss_op(xr, yr, "lorentz", 1.0, 0.1, pos, tile=tile)
+        loss.backward()
+    finally:
+        torch.set_num_threads(before)
+    xd, yd = x.double().requires_grad_(), y.double().requires_grad_()
+    ref = materialised(xd, yd, "lorentz", 1.0, 0.1, pos)
+    ref.backward()
+    assert abs(float(loss.detach()) - float(ref)) <= 1e-4 * abs(float(ref))
+    for got, want in ((xr.grad, xd.grad), (yr.grad, yd.grad)):
+        err = (got.double() - want).abs().max() / want.abs().max()
+        assert err <= grad_rtol(torch.float32) * 10
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float64_large_blocks_exact(threads: int) -> None:
+    """One thread, M < tile: blocks of up to 64 x tile / M rows (150 rows in one block
+    here); loss and every gradient as tight as the small-tile float64 test."""
+    fused = fused_module()
+    x = points("lorentz", 150, 4).requires_grad_()
+    y = points("lorentz", 40, 4).requires_grad_()
+    pos = torch.arange(150) % 40
+    c = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+    tau = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = fused.contrastive_loss_op(x, y, "lorentz", c, tau, pos)
+        g1 = torch.autograd.grad(got, (x, y, c, tau))
+    finally:
+        torch.set_num_threads(before)
+    want = materialised(x, y, "lorentz", c, tau, pos)
+    g2 = torch.autograd.grad(want, (x, y, c, tau))
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g1, g2, strict=True):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nan_row_reaches_every_column(dtype: torch.dtype) -> None:
+    """A NaN point poisons its row's and every column's log-sum-exp (the lane maxima
+    skip NaN; the exponentials must not), while the other rows stay finite."""
+    import hypervldd
+
+    fused = fused_module()
+    x = points("lorentz", 20, 5, dtype)
+    y = points("lorentz", 20, 5, dtype)
+    x[3, 2] = float("nan")
+    with hypervldd.validation(False):
+        loss, row, col = fused.contrastive_loss_parts(x, y, "lorentz", 1.0, 0.1, None, tile=8)
+    assert torch.isnan(loss) and torch.isnan(row[3]) and torch.isnan(col).all()
+    assert torch.isfinite(row[torch.arange(20) != 3]).all()
