@@ -13,11 +13,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <type_traits>
 #include <cstdint>
 #include <vector>
 
 #include "../include/hyperbolic_math.h"
 #include "../include/pairwise_host.h"
+#include "epilogue_avx2.h"
 
 namespace hypervldd {
 namespace cpu {
@@ -122,7 +124,13 @@ int64_t epilogue_row(const Problem<T>& p, int64_t i, int64_t j0, int64_t len, T*
   int64_t n_bad;
 #ifdef HVLDD_AVX2_CLONE
   if (cpu_has_avx2()) {
-    n_bad = fast_pass_avx2<MAN, T>(row, frow, brow, p.q0 + j0, p.q1 + j0, len, p.r0[i], p.r1[i],
+#ifdef HVLDD_HAVE_AVX2_EPILOGUE
+    if constexpr (std::is_same_v<T, float> && MAN != kEuclidean) {
+      n_bad = avx2::fast_pass<MAN>(row, frow, brow, p.q0 + j0, p.q1 + j0, len, p.r0[i], p.r1[i],
+                                   p.c, p.sc, p.scale);
+    } else
+#endif
+      n_bad = fast_pass_avx2<MAN, T>(row, frow, brow, p.q0 + j0, p.q1 + j0, len, p.r0[i], p.r1[i],
                                    p.c, p.sc, p.scale);
   } else
 #endif
