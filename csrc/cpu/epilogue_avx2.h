@@ -1,12 +1,12 @@
 // The float32 fast pass of the epilogue (Lorentz, Poincaré) written with AVX2 + FMA
 // intrinsics: the same formulas as pair_epilogue in csrc/include/hyperbolic_math.h,
-// about half the cost per pair. Why it is faster than GCC's vectorisation of the
-// scalar loop:
+// 1.7 to 1.9x cheaper per pair in the forward pass and 1.1 to 1.4x in the factor pass
+// than GCC's vectorisation of the scalar loop (benchmarks/README.md, bench_epilogue.py).
+// Where that comes from:
 // * lockstep blocks: every step runs on kLanes independent 8-pair vectors before
-//   the next, so that the out-of-order window (Zen 3's FP scheduler holds ~64 ops,
-//   one 8-pair block is ~100 ops in a dependency chain of ~130 cycles) always has
-//   independent work; one block at a time measured the same cost whatever the
-//   maths (the chain's latency, not the op count, set it);
+//   the next, so that the out-of-order window (one 8-pair block is ~100 operations
+//   in one long dependency chain: the log polynomial alone is 9 FMAs in a row)
+//   always holds independent work;
 // * one reciprocal square root per pair for the Lorentz root and its inverse:
 //   root = sqrt(z (z + 2)) while z <= 4096 and z + 1 past it (the relative error of
 //   z + 1 is 1 / (2 (z + 1)^2) < 3e-8, under half an ulp; z (z + 2) cannot overflow
@@ -41,9 +41,9 @@ namespace avx2 {
 
 #define HVLDD_AVX2 __attribute__((target("avx2,fma"), always_inline)) inline
 
-// 8-pair vectors processed in lockstep (see the top of the file). On Zen 3, 1 / 2 /
-// 3 / 4 measured 2.6 / 2.2 / 2.1 / 2.1 ns per Lorentz pair (4 spills a few
-// registers, harmlessly).
+// 8-pair vectors processed in lockstep (see the top of the file). Timed on Zen 3
+// with 1 to 4: 3 and 4 fastest, 1 slowest by ~25% (4 spills a few registers,
+// harmlessly).
 constexpr int kLanes = 4;
 
 // kLanes vectors; every operation below applies lane by lane.
