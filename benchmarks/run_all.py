@@ -65,6 +65,11 @@ QUICK: tuple[Bench, ...] = (
     Bench("threads", "bench_threads.py", ("--quick", "--out", "bench_threads")),
     # --force: this script has already refused a non-empty folder unless told to overwrite.
     Bench("sizes", "bench_sizes.py", ("--quick", "--force", "--out", "bench_sizes")),
+    Bench(
+        "epilogue",
+        "bench_epilogue.py",
+        ("--n", "512", "--dims", "64", "--reps", "3", "--out", "bench_epilogue"),
+    ),
 )
 
 #: Benchmarks without a quick mode that fits the 10 minutes, with the reason.

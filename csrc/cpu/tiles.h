@@ -19,6 +19,7 @@
 
 #include "../include/hyperbolic_math.h"
 #include "../include/pairwise_host.h"
+#include "epilogue.h"
 
 namespace hypervldd {
 namespace cpu {
@@ -62,55 +63,6 @@ struct Problem {
   }
 };
 
-// The branch-free pass of the epilogue over one row: distances (or -1 where
-// the GEMM value is rejected), with frow also the factors (0 where rejected)
-// and the mask. Returns the number of rejected pairs. Compiled twice on x86-64:
-// for the baseline ISA and for AVX2 + FMA (chosen at run time; 2.5 to 3x
-// faster, measured), since the extension is built without -mavx2.
-#define HVLDD_EPILOGUE_LOOP                                                                   \
-  int64_t n_bad = 0; /* an integer count (not a bool |=) keeps the loop vectorisable */        \
-  if (frow == nullptr) {                                                                      \
-    for (int64_t j = 0; j < len; ++j) {                                                       \
-      T d, f;                                                                                 \
-      const bool ok =                                                                         \
-          pair_epilogue<MAN, T>(row[j], ri0, ri1, q0[j], q1[j], c, sc, scale, &d, &f);        \
-      row[j] = ok ? d : T(-1);                                                                \
-      n_bad += ok ? 0 : 1;                                                                    \
-    }                                                                                         \
-  } else {                                                                                    \
-    for (int64_t j = 0; j < len; ++j) {                                                       \
-      T d, f;                                                                                 \
-      const bool ok =                                                                         \
-          pair_epilogue<MAN, T>(row[j], ri0, ri1, q0[j], q1[j], c, sc, scale, &d, &f);        \
-      row[j] = ok ? d : T(-1);                                                                \
-      frow[j] = ok ? f : T(0);                                                                \
-      brow[j] = ok ? 0 : 1;                                                                   \
-      n_bad += ok ? 0 : 1;                                                                    \
-    }                                                                                         \
-  }                                                                                           \
-  return n_bad;
-
-#define HVLDD_EPILOGUE_ARGS                                                                   \
-  T *__restrict row, T *__restrict frow, uint8_t *__restrict brow, const T *__restrict q0,    \
-      const T *__restrict q1, int64_t len, T ri0, T ri1, T c, T sc, T scale
-
-template <int64_t MAN, typename T>
-int64_t fast_pass_base(HVLDD_EPILOGUE_ARGS) {
-  HVLDD_EPILOGUE_LOOP
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HVLDD_AVX2_CLONE 1
-template <int64_t MAN, typename T>
-__attribute__((target("avx2,fma"))) int64_t fast_pass_avx2(HVLDD_EPILOGUE_ARGS) {
-  HVLDD_EPILOGUE_LOOP
-}
-
-inline bool cpu_has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
-#endif
 
 // One row of GEMM values x_i.y_j (j in [j0, j0 + len)) -> distances in place.
 // With frow (backward): also the factor of each accepted pair (0 for slow
@@ -120,17 +72,8 @@ inline bool cpu_has_avx2() {
 template <int64_t MAN, typename T>
 int64_t epilogue_row(const Problem<T>& p, int64_t i, int64_t j0, int64_t len, T* row, T* frow,
                      uint8_t* brow) {
-  int64_t n_bad;
-#ifdef HVLDD_AVX2_CLONE
-  if (cpu_has_avx2()) {
-    n_bad = fast_pass_avx2<MAN, T>(row, frow, brow, p.q0 + j0, p.q1 + j0, len, p.r0[i], p.r1[i],
-                                   p.c, p.sc, p.scale);
-  } else
-#endif
-  {
-    n_bad = fast_pass_base<MAN, T>(row, frow, brow, p.q0 + j0, p.q1 + j0, len, p.r0[i], p.r1[i],
-                                   p.c, p.sc, p.scale);
-  }
+  const int64_t n_bad = fast_pass_row<MAN, T>(row, frow, brow, p.q0 + j0, p.q1 + j0, len, p.r0[i],
+                                             p.r1[i], p.c, p.sc, p.scale);
   if (n_bad == 0) return 0;
   const T* xi = p.xp + i * p.sx0;
   for (int64_t j = 0; j < len; ++j) {
