@@ -94,11 +94,117 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_dist_factor_cpu(const at
   return pairwise_impl(x, y, c, man, true);
 }
 
+// Rows per tile of the backward: each tile is a GEMM of 64 rows against all M
+// columns (one y packing per 64 rows), its epilogue with factors, then the two
+// gradient GEMMs of cpu::tile_grad; the buffers are 3 x 64 x M plus one (M, D)
+// partial of gy per chunk, never N x M.
+constexpr int64_t kBackwardRows = 64;
+
+// sum_ik a_ik b_ik in double (a: any strides, b: contiguous with a's shape).
+template <typename T>
+double dot_all(const at::Tensor& a, const at::Tensor& b) {
+  const T* ap = a.data_ptr<T>();
+  const T* bp = b.data_ptr<T>();
+  const int64_t r = a.size(0), k = a.size(1), s0 = a.stride(0), s1 = a.stride(1);
+  double acc = 0;
+  for (int64_t i = 0; i < r; ++i) {
+    for (int64_t j = 0; j < k; ++j) {
+      acc += static_cast<double>(ap[i * s0 + j * s1]) * static_cast<double>(bp[i * k + j]);
+    }
+  }
+  return acc;
+}
+
+// Gradients (x, y, c) of sum(grad * pairwise_dist(x, y, c)) in one op: each
+// chunk of row tiles recomputes its distances with the factors, takes G from
+// grad and adds the tile gradient (fast pairs: two GEMMs with G * f; slow
+// pairs: the difference form in double) to gx (rows it owns) and to its own
+// partial of gy. One op instead of the factor op plus a dozen ATen calls from
+// Python: at N = 128 those calls cost more than the arithmetic (issue 19).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_dist_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y, const at::Tensor& c_t,
+    int64_t man) {
+  at::NoGradGuard no_grad;
+  check_pairwise_args(x, y, c_t, man);
+  const int64_t n = x.size(0), m = y.size(0);
+  TORCH_CHECK(grad.dim() == 2 && grad.size(0) == n && grad.size(1) == m,
+              "grad must have the output's shape (", n, ", ", m, "), got ", grad.sizes());
+  const double c = c_t.item<double>();
+  TORCH_CHECK(c > 0, "c must be positive, got ", c);
+  auto gx = at::zeros({n, x.size(1)}, x.options());
+  auto gy = at::zeros({m, y.size(1)}, y.options());
+  if (n == 0 || m == 0) return {gx, gy, at::zeros_like(c_t)};
+  // Any strides (the gradient of a sum is an expanded scalar): tiles copy from it.
+  const auto g = grad.scalar_type() == x.scalar_type() ? grad : grad.to(x.scalar_type());
+  const int64_t off = man == kLorentz ? 1 : 0;
+  const int64_t Dp = x.size(1);
+  double gc = 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pairwise_dist_backward_cpu", [&] {
+    using T = scalar_t;
+    const cpu::Problem<T> p(x, y, c, man);
+    const auto o = x.options();
+    const int64_t bm = kBackwardRows, bn = m;
+    const int64_t nblk = (n + bm - 1) / bm;
+    // Each chunk but the first holds an (M, D) partial of gy: more chunks than
+    // threads only while those partials stay small.
+    const int64_t t = std::max<int64_t>(1, at::get_num_threads());
+    const int64_t part_bytes = std::max<int64_t>(1, m * Dp * static_cast<int64_t>(sizeof(T)));
+    const int64_t nch = std::max<int64_t>(
+        std::min(nblk, t), std::min(cpu::n_chunks(nblk), (int64_t{64} << 20) / part_bytes));
+    std::vector<at::Tensor> parts(nch);
+    std::vector<double> sgd(nch, 0.0);
+    T* gxp = gx.data_ptr<T>();
+    cpu::dispatch_manifold(man, [&](auto mc) {
+      constexpr int64_t MAN = decltype(mc)::value;
+      cpu::parallel_chunks(nch, [&](int64_t cb, int64_t ce) {
+        // Grad mode is thread-local: the workers need their own guard for mm_out.
+        at::NoGradGuard no_grad_worker;
+        for (int64_t ch = cb; ch < ce; ++ch) {
+          cpu::TileBufs<T> buf(std::min(bm, n), bn, p.D, true, o);
+          // Chunk 0 adds straight into gy (the only chunk with one thread).
+          parts[ch] = ch == 0 ? gy : at::zeros({m, Dp}, o);
+          T* gyp = parts[ch].template data_ptr<T>();
+          const auto [b0, b1] = cpu::chunk_range(ch, nch, nblk);
+          for (int64_t blk = b0; blk < b1; ++blk) {
+            const int64_t i0 = blk * bm, ib = std::min(bm, n - i0);
+            const int64_t n_bad = cpu::distance_tile<MAN, T>(p, buf, i0, ib, 0, bn, true);
+            // G into the tile buffer (tile_grad turns it into G * f); sum G d for dL/dc.
+            auto G = buf.aux.narrow(0, 0, ib * bn).view({ib, bn});
+            G.copy_(g.narrow(0, i0, ib));
+            const T* Gp = buf.aux.template data_ptr<T>();
+            const T* dp = buf.d.template data_ptr<T>();
+            double s = 0;
+            for (int64_t ii = 0; ii < ib; ++ii) {
+              T acc = 0;
+              for (int64_t jj = 0; jj < bn; ++jj) acc += Gp[ii * bn + jj] * dp[ii * bn + jj];
+              s += static_cast<double>(acc);
+            }
+            sgd[ch] += s;
+            cpu::tile_grad<MAN, T>(p, buf, i0, ib, 0, bn, n_bad, gxp, Dp, gyp, Dp, off);
+          }
+        }
+      });
+    });
+    double total = 0;
+    for (int64_t ch = 0; ch < nch; ++ch) {
+      total += sgd[ch];
+      if (ch > 0) gy.add_(parts[ch]);
+    }
+    // d(x, y; c) = D(sqrt(c) x, sqrt(c) y) / sqrt(c) gives
+    // dL/dc = (-sum G d + sum x.gx + sum y.gy) / (2c).
+    if (man != kEuclidean) {
+      gc = (-total + dot_all<T>(x, gx) + dot_all<T>(y, gy)) / (2.0 * c);
+    }
+  });
+  return {gx, gy, at::full_like(c_t, gc)};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(hypervldd, CPU, m) {
   m.impl("pairwise_dist", &pairwise_dist_cpu);
   m.impl("pairwise_dist_factor", &pairwise_dist_factor_cpu);
+  m.impl("pairwise_dist_backward", &pairwise_dist_backward_cpu);
 }
 
 }  // namespace hypervldd

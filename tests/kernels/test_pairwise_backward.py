@@ -1,0 +1,119 @@
+"""The one-op backward of pairwise_dist (hypervldd::pairwise_dist_backward)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hypervldd.kernels import reference as R
+
+from ._helpers import DTYPES, MANIFOLDS, grad_rtol, need_ext, points
+
+CODE = {"lorentz": 0, "poincare": 1, "euclidean": 2}
+
+
+def _want(g: torch.Tensor, x: torch.Tensor, y: torch.Tensor, manifold: str, c: float):
+    """Autograd of the float64 reference: gradients of sum(g * d) w.r.t. x, y, c."""
+    xr = x.double().requires_grad_()
+    yr = y.double().requires_grad_()
+    cr = torch.tensor(c, dtype=torch.float64, requires_grad=True)
+    out = (R.pairwise_dist_ref(xr, yr, manifold, cr) * g.double()).sum()
+    return torch.autograd.grad(out, (xr, yr, cr))
+
+
+def _close(got: tuple, want: tuple, dtype: torch.dtype) -> None:
+    for a, b in zip(got, want, strict=True):
+        assert torch.isfinite(a).all()
+        scale = b.abs().max().clamp_min(1.0)
+        assert (a.double() - b).abs().max() / scale <= grad_rtol(dtype)
+
+
+@pytest.mark.parametrize("manifold", MANIFOLDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_op_matches_float64_autograd(manifold: str, dtype: torch.dtype) -> None:
+    """150 rows: three 64-row tiles, the last one partial; coincident pairs (slow path,
+    zero subgradient) and a pair near the origin among them."""
+    need_ext()
+    torch.manual_seed(0)
+    x = points(manifold, 150, 5, dtype, c=0.7)
+    y = points(manifold, 70, 5, dtype, c=0.7)
+    y[3] = x[3]
+    y[40] = x[140]
+    g = torch.randn(150, 70, dtype=dtype)
+    c = torch.tensor(0.7, dtype=dtype)
+    got = torch.ops.hypervldd.pairwise_dist_backward(g, x, y, c, CODE[manifold])
+    assert got[2].shape == c.shape and got[2].dtype == c.dtype
+    if manifold == "lorentz":  # the time coordinate is re-derived: no gradient there
+        assert torch.equal(got[0][:, 0], torch.zeros(150, dtype=dtype))
+    _close(got, _want(g, x, y, manifold, 0.7), dtype)
+
+
+@pytest.mark.parametrize("manifold", ["lorentz", "poincare"])
+def test_backward_op_takes_any_grad_layout(manifold: str) -> None:
+    """The gradient of a sum is an expanded scalar (strides 0) and of a transpose a
+    column-major tensor: the op reads either as the dense gradient."""
+    need_ext()
+    x = points(manifold, 20, 4, torch.float32)
+    y = points(manifold, 9, 4, torch.float32)
+    c = torch.tensor(1.0)
+    dense = torch.randn(9, 20).T
+    expanded = torch.tensor(0.5).expand(20, 9)
+    for g in (dense, expanded):
+        got = torch.ops.hypervldd.pairwise_dist_backward(g, x, y, c, CODE[manifold])
+        ref = torch.ops.hypervldd.pairwise_dist_backward(g.contiguous(), x, y, c, CODE[manifold])
+        for a, b in zip(got, ref, strict=True):
+            assert torch.equal(a, b)
+        _close(got, _want(g, x, y, manifold, 1.0), torch.float32)
+
+
+def test_backward_op_two_threads_many_chunks() -> None:
+    """700 rows over 2 threads: 11 tiles in 8 chunks with their own gy partials."""
+    need_ext()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = points("poincare", 700, 6, torch.float32)
+        y = points("poincare", 300, 6, torch.float32)
+        g = torch.randn(700, 300)
+        c = torch.tensor(1.0)
+        got = torch.ops.hypervldd.pairwise_dist_backward(g, x, y, c, 1)
+        again = torch.ops.hypervldd.pairwise_dist_backward(g, x, y, c, 1)
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(got, again, strict=True):
+        assert torch.equal(a, b)
+    _close(got, _want(g, x, y, "poincare", 1.0), torch.float32)
+
+
+def test_backward_op_nan_in_nan_out_and_empty() -> None:
+    need_ext()
+    x = points("lorentz", 4, 3, torch.float32)
+    y = points("lorentz", 5, 3, torch.float32)
+    c = torch.tensor(1.0)
+    g = torch.ones(4, 5)
+    g[1, 2] = float("nan")
+    gx, gy, gc = torch.ops.hypervldd.pairwise_dist_backward(g, x, y, c, 0)
+    assert torch.isnan(gx[1, 1:]).all() and torch.isfinite(gx[0]).all()
+    assert torch.isnan(gy[2, 1:]).all() and torch.isfinite(gy[0]).all()
+    assert torch.isnan(gc)
+    gx, gy, gc = torch.ops.hypervldd.pairwise_dist_backward(torch.ones(0, 5), x[:0], y, c, 0)
+    assert gx.shape == (0, 4) and torch.equal(gy, torch.zeros_like(y)) and gc == 0
+
+
+def test_backward_op_rejects_a_wrong_grad_shape() -> None:
+    need_ext()
+    x = points("poincare", 4, 3, torch.float32)
+    with pytest.raises(RuntimeError, match=r"grad must have the output's shape \(4, 4\)"):
+        torch.ops.hypervldd.pairwise_dist_backward(torch.ones(4, 3), x, x, torch.tensor(1.0), 1)
+
+
+@pytest.mark.parametrize("manifold", MANIFOLDS)
+def test_backward_opcheck(manifold: str) -> None:
+    need_ext()
+    x = points(manifold, 6, 3, c=1.3)
+    y = points(manifold, 5, 3, c=1.3)
+    g = torch.randn(6, 5, dtype=torch.float64)
+    c = torch.tensor(1.3, dtype=torch.float64)
+    torch.library.opcheck(
+        torch.ops.hypervldd.pairwise_dist_backward.default, (g, x, y, c, CODE[manifold])
+    )
