@@ -88,19 +88,8 @@ def _pd_backward_fake(grad, x, y, c, manifold):  # noqa: ANN001, ANN202
     return torch.empty_like(x), torch.empty_like(y), torch.empty_like(c)
 
 
-def _pd_setup(ctx, inputs, output) -> None:  # noqa: ANN001
-    x, y, c, man = inputs
-    ctx.save_for_backward(x, y, c)
-    ctx.man = man
-
-
-def _pd_backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
-    x, y, c = ctx.saved_tensors
-    gx, gy, gc = torch.ops.hypervldd.pairwise_dist_backward(grad, x, y, c, ctx.man)
-    return gx, gy, gc if ctx.needs_input_grad[2] else None, None
-
-
-torch.library.register_autograd("hypervldd::pairwise_dist", _pd_backward, setup_context=_pd_setup)
+# The autograd of pairwise_dist is registered in C++ (csrc/cpu/pairwise.cpp): the
+# Python form's interpreter time exceeded the backward's arithmetic at N = 128.
 
 
 def pairwise_dist_op(

@@ -117,3 +117,24 @@ def test_backward_opcheck(manifold: str) -> None:
     torch.library.opcheck(
         torch.ops.hypervldd.pairwise_dist_backward.default, (g, x, y, c, CODE[manifold])
     )
+
+
+@pytest.mark.parametrize("manifold", ["lorentz", "poincare"])
+def test_autograd_gives_only_the_needed_gradients(manifold: str) -> None:
+    """The autograd of pairwise_dist (registered in C++): gradients for the inputs that
+    need them, none for the others, values of the float64 reference."""
+    need_ext()
+    import hypervldd.kernels as K
+
+    x = points(manifold, 7, 4, torch.float32, c=0.9)
+    y = points(manifold, 6, 4, torch.float32, c=0.9)
+    w = torch.randn(7, 6)
+    yr = y.clone().requires_grad_()
+    (K.pairwise_dist(x, yr, manifold, 0.9) * w).sum().backward()
+    want = _want(w, x, y, manifold, 0.9)
+    _close((yr.grad,), (want[1],), torch.float32)
+    c = torch.tensor(0.9, requires_grad=True)
+    (gc,) = torch.autograd.grad((K.pairwise_dist(x, y, manifold, c) * w).sum(), c)
+    _close((gc,), (want[2],), torch.float32)
+    with torch.no_grad():
+        assert not K.pairwise_dist(x, yr, manifold, 0.9).requires_grad
