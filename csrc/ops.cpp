@@ -21,9 +21,10 @@ TORCH_LIBRARY(hypervldd, m) {
   // mask of pairs whose gradient must come from the difference form.
   m.def("pairwise_dist_factor(Tensor x, Tensor y, Tensor c, int manifold)"
         " -> (Tensor, Tensor, Tensor)");
-  // Gradients (x, y, c) of sum(grad * pairwise_dist(x, y, c, manifold)), in one op.
-  m.def("pairwise_dist_backward(Tensor grad, Tensor x, Tensor y, Tensor c, int manifold)"
-        " -> (Tensor, Tensor, Tensor)");
+  // Gradients (x, y, c) of sum(grad * pairwise_dist(x, y, c, manifold)), in one op,
+  // from the outputs (d, f, mask) of pairwise_dist_factor.
+  m.def("pairwise_dist_backward(Tensor grad, Tensor x, Tensor y, Tensor c, Tensor d,"
+        " Tensor f, Tensor mask, int manifold) -> (Tensor, Tensor, Tensor)");
   // Streaming reductions (never N x M; `tile` bounds the tile edge). Symmetric
   // InfoNCE over logits -d/tau with positives (N,) (int64): returns the loss and
   // the row (N,) and column (M,) log-sum-exps.

@@ -98,11 +98,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_dist_factor_cpu(const at
   return pairwise_impl(x, y, c, man, true);
 }
 
-// Rows per tile of the backward: each tile is a GEMM of 64 rows against all M
-// columns (one y packing per 64 rows), its epilogue with factors, then the two
-// gradient GEMMs of cpu::tile_grad; the buffers are 3 x 64 x M plus one (M, D)
-// partial of gy per chunk, never N x M.
-constexpr int64_t kBackwardRows = 64;
+// Rows per tile of the backward: at least 64 (each tile's gy GEMM sums over its
+// rows), at most 256, and about kChunksPerThread tiles per thread when N allows.
+int64_t backward_rows(int64_t n) {
+  const int64_t t = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t parts = t == 1 ? 1 : cpu::kChunksPerThread * t;
+  return std::clamp<int64_t>((n + parts - 1) / parts, 64, 256);
+}
 
 // sum_ik a_ik b_ik in double (a: any strides, b: contiguous with a's shape).
 template <typename T>
@@ -119,20 +121,27 @@ double dot_all(const at::Tensor& a, const at::Tensor& b) {
   return acc;
 }
 
-// Gradients (x, y, c) of sum(grad * pairwise_dist(x, y, c)) in one op: each
-// chunk of row tiles recomputes its distances with the factors, takes G from
-// grad and adds the tile gradient (fast pairs: two GEMMs with G * f; slow
-// pairs: the difference form in double) to gx (rows it owns) and to its own
-// partial of gy. One op instead of the factor op plus a dozen ATen calls from
-// Python: at N = 128 those calls cost more than the arithmetic (issue 19).
+// Gradients (x, y, c) of sum(grad * pairwise_dist(x, y, c)) in one op, from what
+// the forward saved (pairwise_dist_factor: distances d, factors f, slow-pair mask):
+// no second GEMM for the distances, so forward + backward is three GEMMs like the
+// composite's. Each chunk of row tiles takes u = grad * f and adds the tile
+// gradient (fast pairs: two GEMMs with u; slow pairs: the difference form in
+// double) to gx (rows it owns) and to its own partial of gy.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_dist_backward_cpu(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y, const at::Tensor& c_t,
-    int64_t man) {
+    const at::Tensor& d_t, const at::Tensor& f_t, const at::Tensor& bad_t, int64_t man) {
   at::NoGradGuard no_grad;
   check_pairwise_args(x, y, c_t, man);
   const int64_t n = x.size(0), m = y.size(0);
-  TORCH_CHECK(grad.dim() == 2 && grad.size(0) == n && grad.size(1) == m,
-              "grad must have the output's shape (", n, ", ", m, "), got ", grad.sizes());
+  for (const auto* t : {&grad, &d_t, &f_t, &bad_t}) {
+    TORCH_CHECK(t->dim() == 2 && t->size(0) == n && t->size(1) == m,
+                "grad, d, f and the mask must have the output's shape (", n, ", ", m, "), got ",
+                t->sizes());
+  }
+  TORCH_CHECK(d_t.scalar_type() == x.scalar_type() && f_t.scalar_type() == x.scalar_type() &&
+                  bad_t.scalar_type() == at::kBool,
+              "d and f must have the points' dtype and the mask must be bool (the outputs of "
+              "pairwise_dist_factor)");
   const double c = c_t.item<double>();
   TORCH_CHECK(c > 0, "c must be positive, got ", c);
   auto gx = at::zeros({n, x.size(1)}, x.options());
@@ -140,6 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_dist_backward_cpu(
   if (n == 0 || m == 0) return {gx, gy, at::zeros_like(c_t)};
   // Any strides (the gradient of a sum is an expanded scalar): tiles copy from it.
   const auto g = grad.scalar_type() == x.scalar_type() ? grad : grad.to(x.scalar_type());
+  const auto d = d_t.contiguous(), f = f_t.contiguous(), bad = bad_t.contiguous();
   const int64_t off = man == kLorentz ? 1 : 0;
   const int64_t Dp = x.size(1);
   double gc = 0;
@@ -147,7 +157,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_dist_backward_cpu(
     using T = scalar_t;
     const cpu::Problem<T> p(x, y, c, man);
     const auto o = x.options();
-    const int64_t bm = kBackwardRows, bn = m;
+    const int64_t bm = std::min(backward_rows(n), n);
     const int64_t nblk = (n + bm - 1) / bm;
     // Each chunk but the first holds an (M, D) partial of gy: more chunks than
     // threads only while those partials stay small.
@@ -158,33 +168,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_dist_backward_cpu(
     std::vector<at::Tensor> parts(nch);
     std::vector<double> sgd(nch, 0.0);
     T* gxp = gx.data_ptr<T>();
+    const T* dp = d.data_ptr<T>();
+    const uint8_t* bp = reinterpret_cast<const uint8_t*>(bad.data_ptr<bool>());
     cpu::dispatch_manifold(man, [&](auto mc) {
       constexpr int64_t MAN = decltype(mc)::value;
       cpu::parallel_chunks(nch, [&](int64_t cb, int64_t ce) {
         // Grad mode is thread-local: the workers need their own guard for mm_out.
         at::NoGradGuard no_grad_worker;
         for (int64_t ch = cb; ch < ce; ++ch) {
-          cpu::TileBufs<T> buf(std::min(bm, n), bn, p.D, true, o);
+          cpu::TileBufs<T> buf(bm, m, p.D, true, o);
           // Chunk 0 adds straight into gy (the only chunk with one thread).
           parts[ch] = ch == 0 ? gy : at::zeros({m, Dp}, o);
           T* gyp = parts[ch].template data_ptr<T>();
           const auto [b0, b1] = cpu::chunk_range(ch, nch, nblk);
           for (int64_t blk = b0; blk < b1; ++blk) {
-            const int64_t i0 = blk * bm, ib = std::min(bm, n - i0);
-            const int64_t n_bad = cpu::distance_tile<MAN, T>(p, buf, i0, ib, 0, bn, true);
+            const int64_t i0 = blk * bm, ib = std::min(bm, n - i0), len = ib * m;
             // G into the tile buffer (tile_grad turns it into G * f); sum G d for dL/dc.
-            auto G = buf.aux.narrow(0, 0, ib * bn).view({ib, bn});
-            G.copy_(g.narrow(0, i0, ib));
+            buf.aux.narrow(0, 0, len).view({ib, m}).copy_(g.narrow(0, i0, ib));
             const T* Gp = buf.aux.template data_ptr<T>();
-            const T* dp = buf.d.template data_ptr<T>();
+            const T* dr = dp + i0 * m;
             double s = 0;
             for (int64_t ii = 0; ii < ib; ++ii) {
               T acc = 0;
-              for (int64_t jj = 0; jj < bn; ++jj) acc += Gp[ii * bn + jj] * dp[ii * bn + jj];
+              for (int64_t jj = 0; jj < m; ++jj) acc += Gp[ii * m + jj] * dr[ii * m + jj];
               s += static_cast<double>(acc);
             }
             sgd[ch] += s;
-            cpu::tile_grad<MAN, T>(p, buf, i0, ib, 0, bn, n_bad, gxp, Dp, gyp, Dp, off);
+            // The tile's factors in place (rows i0.. of f are contiguous); the mask
+            // only when the tile has slow pairs (tile_grad reads it only then).
+            buf.f = f.narrow(0, i0, ib);
+            const uint8_t* br = bp + i0 * m;
+            uint8_t any = 0;
+            for (int64_t k = 0; k < len; ++k) any |= br[k];
+            if (any) std::copy(br, br + len, buf.bad.begin());
+            cpu::tile_grad<MAN, T>(p, buf, i0, ib, 0, m, any, gxp, Dp, gyp, Dp, off);
           }
         }
       });
@@ -203,36 +220,50 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_dist_backward_cpu(
   return {gx, gy, at::full_like(c_t, gc)};
 }
 
-using BackwardOp = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t);
+using Triple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+
+const c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                          int64_t)>&
+forward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("hypervldd::pairwise_dist", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                               const at::Tensor&, int64_t)>();
+  return op;
+}
 
 // Autograd of pairwise_dist, in C++: the Python form (torch.library.register_autograd)
 // cost about 20 us per forward and 300 us per backward in interpreter time at N = 128,
-// more than the backward's arithmetic (issue 19). Both directions go through the
-// dispatcher, so tracing (compile, export) sees the two ops and their fake impls.
+// more than the backward's arithmetic (issue 19). When a gradient is needed the
+// forward runs pairwise_dist_factor and saves (d, f, mask): the backward then needs
+// no second GEMM. Both directions go through the dispatcher, so tracing (compile,
+// export) sees the ops and their fake impls.
 class PairwiseDistFn : public torch::autograd::Function<PairwiseDistFn> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& y, const at::Tensor& c, int64_t man) {
     static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("hypervldd::pairwise_dist", "")
-                               .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                                 const at::Tensor&, int64_t)>();
+                               .findSchemaOrThrow("hypervldd::pairwise_dist_factor", "")
+                               .typed<Triple(const at::Tensor&, const at::Tensor&,
+                                             const at::Tensor&, int64_t)>();
     at::AutoDispatchBelowADInplaceOrView below;
-    auto out = op.call(x, y, c, man);
-    ctx->save_for_backward({x, y, c});
+    auto [d, f, bad] = op.call(x, y, c, man);
+    ctx->save_for_backward({x, y, c, d, f, bad});
     ctx->saved_data["man"] = man;
-    return out;
+    return d;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("hypervldd::pairwise_dist_backward", "")
-                               .typed<BackwardOp>();
-    const auto saved = ctx->get_saved_variables();
+    static const auto op =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("hypervldd::pairwise_dist_backward", "")
+            .typed<Triple(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                          const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                          const at::Tensor&, int64_t)>();
+    const auto s = ctx->get_saved_variables();
     auto [gx, gy, gc] =
-        op.call(grads[0], saved[0], saved[1], saved[2], ctx->saved_data["man"].toInt());
+        op.call(grads[0], s[0], s[1], s[2], s[3], s[4], s[5], ctx->saved_data["man"].toInt());
     return {ctx->needs_input_grad(0) ? gx : at::Tensor(),
             ctx->needs_input_grad(1) ? gy : at::Tensor(),
             ctx->needs_input_grad(2) ? gc : at::Tensor(), at::Tensor()};
@@ -241,6 +272,12 @@ class PairwiseDistFn : public torch::autograd::Function<PairwiseDistFn> {
 
 at::Tensor pairwise_dist_autograd(const at::Tensor& x, const at::Tensor& y, const at::Tensor& c,
                                   int64_t man) {
+  if (!at::GradMode::is_enabled() ||
+      !(x.requires_grad() || y.requires_grad() || c.requires_grad())) {
+    // No graph to record: the plain kernel, without the factors.
+    at::AutoDispatchBelowADInplaceOrView below;
+    return forward_op().call(x, y, c, man);
+  }
   return PairwiseDistFn::apply(x, y, c, man);
 }
 

@@ -3,10 +3,11 @@
 Ops (schemas in csrc/ops.cpp unless noted):
 
 - ``hypervldd::pairwise_dist(x, y, c, manifold) -> d``: the fused GEMM + epilogue
-  kernel (C++ on CPU). Backward: ``pairwise_dist_backward``, one op that recomputes
-  the distances of each 64-row tile with the per-pair derivative factor ``f``, then
-  two GEMMs with ``g * f`` plus the exact difference-form gradient of the (few) slow
-  pairs, in float64. ``pairwise_dist_factor`` exposes ``(d, f, slow-pair mask)``.
+  kernel (C++ on CPU). When a gradient is needed, the forward runs
+  ``pairwise_dist_factor`` (distances, the per-pair derivative factor ``f``, the mask
+  of slow pairs) and autograd (registered in C++, csrc/cpu/pairwise.cpp) saves them;
+  ``pairwise_dist_backward`` is then one op: two GEMMs with ``g * f`` per tile of rows
+  plus the exact difference-form gradient of the (few) slow pairs, in float64.
 - ``hypervldd::contrastive_loss`` / ``contrastive_loss_backward`` and
   ``hypervldd::row_stats`` / ``row_stats_backward``: single compiled ops
   (csrc/cpu/streaming.cpp; on a GPU the Triton ops of .triton) that stream over tiles of at
@@ -84,7 +85,7 @@ def _factor_fake(x, y, c, manifold):  # noqa: ANN001, ANN202
 
 
 @torch.library.register_fake("hypervldd::pairwise_dist_backward")
-def _pd_backward_fake(grad, x, y, c, manifold):  # noqa: ANN001, ANN202
+def _pd_backward_fake(grad, x, y, c, d, f, mask, manifold):  # noqa: ANN001, ANN202
     return torch.empty_like(x), torch.empty_like(y), torch.empty_like(c)
 
 

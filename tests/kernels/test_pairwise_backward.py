@@ -1,4 +1,5 @@
-"""The one-op backward of pairwise_dist (hypervldd::pairwise_dist_backward)."""
+"""The backward of pairwise_dist: one op (hypervldd::pairwise_dist_backward) on the
+distances, factors and slow-pair mask that the forward saved."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ from hypervldd.kernels import reference as R
 from ._helpers import DTYPES, MANIFOLDS, grad_rtol, need_ext, points
 
 CODE = {"lorentz": 0, "poincare": 1, "euclidean": 2}
+
+
+def _backward(g: torch.Tensor, x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, man: str):
+    """The backward op on what the forward saves (the outputs of pairwise_dist_factor)."""
+    d, f, mask = torch.ops.hypervldd.pairwise_dist_factor(x, y, c, CODE[man])
+    return torch.ops.hypervldd.pairwise_dist_backward(g, x, y, c, d, f, mask, CODE[man])
 
 
 def _want(g: torch.Tensor, x: torch.Tensor, y: torch.Tensor, manifold: str, c: float):
@@ -31,8 +38,8 @@ def _close(got: tuple, want: tuple, dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("manifold", MANIFOLDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_backward_op_matches_float64_autograd(manifold: str, dtype: torch.dtype) -> None:
-    """150 rows: three 64-row tiles, the last one partial; coincident pairs (slow path,
-    zero subgradient) and a pair near the origin among them."""
+    """150 rows (with several threads, tiles of 64 rows, the last one partial);
+    coincident pairs (slow path, zero subgradient) among them."""
     need_ext()
     torch.manual_seed(0)
     x = points(manifold, 150, 5, dtype, c=0.7)
@@ -41,7 +48,7 @@ def test_backward_op_matches_float64_autograd(manifold: str, dtype: torch.dtype)
     y[40] = x[140]
     g = torch.randn(150, 70, dtype=dtype)
     c = torch.tensor(0.7, dtype=dtype)
-    got = torch.ops.hypervldd.pairwise_dist_backward(g, x, y, c, CODE[manifold])
+    got = _backward(g, x, y, c, manifold)
     assert got[2].shape == c.shape and got[2].dtype == c.dtype
     if manifold == "lorentz":  # the time coordinate is re-derived: no gradient there
         assert torch.equal(got[0][:, 0], torch.zeros(150, dtype=dtype))
@@ -59,15 +66,16 @@ def test_backward_op_takes_any_grad_layout(manifold: str) -> None:
     dense = torch.randn(9, 20).T
     expanded = torch.tensor(0.5).expand(20, 9)
     for g in (dense, expanded):
-        got = torch.ops.hypervldd.pairwise_dist_backward(g, x, y, c, CODE[manifold])
-        ref = torch.ops.hypervldd.pairwise_dist_backward(g.contiguous(), x, y, c, CODE[manifold])
+        got = _backward(g, x, y, c, manifold)
+        ref = _backward(g.contiguous(), x, y, c, manifold)
         for a, b in zip(got, ref, strict=True):
             assert torch.equal(a, b)
         _close(got, _want(g, x, y, manifold, 1.0), torch.float32)
 
 
 def test_backward_op_two_threads_many_chunks() -> None:
-    """700 rows over 2 threads: 11 tiles in 8 chunks with their own gy partials."""
+    """700 rows over 2 threads: tiles of 88 rows in 8 chunks, each with its own gy
+    partial; twice bit for bit the same."""
     need_ext()
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -76,8 +84,8 @@ def test_backward_op_two_threads_many_chunks() -> None:
         y = points("poincare", 300, 6, torch.float32)
         g = torch.randn(700, 300)
         c = torch.tensor(1.0)
-        got = torch.ops.hypervldd.pairwise_dist_backward(g, x, y, c, 1)
-        again = torch.ops.hypervldd.pairwise_dist_backward(g, x, y, c, 1)
+        got = _backward(g, x, y, c, "poincare")
+        again = _backward(g, x, y, c, "poincare")
     finally:
         torch.set_num_threads(previous)
     for a, b in zip(got, again, strict=True):
@@ -92,19 +100,23 @@ def test_backward_op_nan_in_nan_out_and_empty() -> None:
     c = torch.tensor(1.0)
     g = torch.ones(4, 5)
     g[1, 2] = float("nan")
-    gx, gy, gc = torch.ops.hypervldd.pairwise_dist_backward(g, x, y, c, 0)
+    gx, gy, gc = _backward(g, x, y, c, "lorentz")
     assert torch.isnan(gx[1, 1:]).all() and torch.isfinite(gx[0]).all()
     assert torch.isnan(gy[2, 1:]).all() and torch.isfinite(gy[0]).all()
     assert torch.isnan(gc)
-    gx, gy, gc = torch.ops.hypervldd.pairwise_dist_backward(torch.ones(0, 5), x[:0], y, c, 0)
+    gx, gy, gc = _backward(torch.ones(0, 5), x[:0], y, c, "lorentz")
     assert gx.shape == (0, 4) and torch.equal(gy, torch.zeros_like(y)) and gc == 0
 
 
 def test_backward_op_rejects_a_wrong_grad_shape() -> None:
     need_ext()
     x = points("poincare", 4, 3, torch.float32)
-    with pytest.raises(RuntimeError, match=r"grad must have the output's shape \(4, 4\)"):
-        torch.ops.hypervldd.pairwise_dist_backward(torch.ones(4, 3), x, x, torch.tensor(1.0), 1)
+    with pytest.raises(RuntimeError, match=r"must have the output's shape \(4, 4\), got \[4, 3\]"):
+        _backward(torch.ones(4, 3), x, x, torch.tensor(1.0), "poincare")
+    c = torch.tensor(1.0)
+    d, f, mask = torch.ops.hypervldd.pairwise_dist_factor(x, x, c, 1)
+    with pytest.raises(RuntimeError, match="the mask must be bool"):
+        torch.ops.hypervldd.pairwise_dist_backward(d, x, x, c, d, f, mask.float(), 1)
 
 
 @pytest.mark.parametrize("manifold", MANIFOLDS)
@@ -114,8 +126,10 @@ def test_backward_opcheck(manifold: str) -> None:
     y = points(manifold, 5, 3, c=1.3)
     g = torch.randn(6, 5, dtype=torch.float64)
     c = torch.tensor(1.3, dtype=torch.float64)
+    d, f, mask = torch.ops.hypervldd.pairwise_dist_factor(x, y, c, CODE[manifold])
     torch.library.opcheck(
-        torch.ops.hypervldd.pairwise_dist_backward.default, (g, x, y, c, CODE[manifold])
+        torch.ops.hypervldd.pairwise_dist_backward.default,
+        (g, x, y, c, d, f, mask, CODE[manifold]),
     )
 
 
