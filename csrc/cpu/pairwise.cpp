@@ -13,9 +13,14 @@
 // whose gradient must come from the difference form instead (f = 0 there).
 #include "tiles.h"
 
+#include "../include/point_check.h"
+
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
+
+#include <cmath>
+#include <limits>
 
 namespace hypervldd {
 namespace {
@@ -37,16 +42,26 @@ int64_t pairwise_block_rows(int64_t n, int64_t m) {
   return b < n ? b : (n > 0 ? n : 1);
 }
 
+constexpr const char* kPointRuleError = "hypervldd point rule: ";
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_impl(const at::Tensor& x,
                                                              const at::Tensor& y,
                                                              const at::Tensor& c_t, int64_t man,
-                                                             bool with_factor) {
+                                                             bool with_factor, bool check) {
   // The kernel is a leaf for autograd (PairwiseDistFn below is its autograd);
   // the ATen calls inside must not record a graph.
   at::NoGradGuard no_grad;
   check_pairwise_args(x, y, c_t, man);
   const double c = c_t.item<double>();
   TORCH_CHECK(c > 0, "c must be positive, got ", c);
+  if (check) {
+    static const double rtol32 = std::pow(double{std::numeric_limits<float>::epsilon()}, 0.4);
+    static const double rtol64 = std::pow(std::numeric_limits<double>::epsilon(), 0.4);
+    const int64_t bad = first_bad_points({x, y}, man, c, rtol32, rtol64);
+    // hypervldd.kernels.api reads this prefix and re-raises the full message.
+    TORCH_CHECK_VALUE(bad < 0, kPointRuleError, bad == 0 ? "x" : "y",
+                      " breaks the point rule of its manifold");
+  }
   const int64_t n = x.size(0), m = y.size(0);
   auto out = at::empty({n, m}, x.options());
   at::Tensor fac, bad;
@@ -87,15 +102,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_impl(const at::Tensor& x
 }
 
 at::Tensor pairwise_dist_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& c,
-                             int64_t man) {
-  return std::get<0>(pairwise_impl(x, y, c, man, false));
+                             int64_t man, bool check) {
+  return std::get<0>(pairwise_impl(x, y, c, man, false, check));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_dist_factor_cpu(const at::Tensor& x,
                                                                         const at::Tensor& y,
                                                                         const at::Tensor& c,
-                                                                        int64_t man) {
-  return pairwise_impl(x, y, c, man, true);
+                                                                        int64_t man, bool check) {
+  return pairwise_impl(x, y, c, man, true, check);
 }
 
 // Rows per tile of the backward: at least 64 (each tile's gy GEMM sums over its
@@ -222,13 +237,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_dist_backward_cpu(
 
 using Triple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 
-const c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                          int64_t)>&
-forward_op() {
+using ForwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
+                              bool);
+
+const c10::TypedOperatorHandle<ForwardSig>& forward_op() {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("hypervldd::pairwise_dist", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                               const at::Tensor&, int64_t)>();
+                             .typed<ForwardSig>();
   return op;
 }
 
@@ -241,13 +256,14 @@ forward_op() {
 class PairwiseDistFn : public torch::autograd::Function<PairwiseDistFn> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            const at::Tensor& y, const at::Tensor& c, int64_t man) {
+                            const at::Tensor& y, const at::Tensor& c, int64_t man,
+                            bool check) {
     static const auto op = c10::Dispatcher::singleton()
                                .findSchemaOrThrow("hypervldd::pairwise_dist_factor", "")
                                .typed<Triple(const at::Tensor&, const at::Tensor&,
-                                             const at::Tensor&, int64_t)>();
+                                             const at::Tensor&, int64_t, bool)>();
     at::AutoDispatchBelowADInplaceOrView below;
-    auto [d, f, bad] = op.call(x, y, c, man);
+    auto [d, f, bad] = op.call(x, y, c, man, check);
     ctx->save_for_backward({x, y, c, d, f, bad});
     ctx->saved_data["man"] = man;
     return d;
@@ -266,19 +282,19 @@ class PairwiseDistFn : public torch::autograd::Function<PairwiseDistFn> {
         op.call(grads[0], s[0], s[1], s[2], s[3], s[4], s[5], ctx->saved_data["man"].toInt());
     return {ctx->needs_input_grad(0) ? gx : at::Tensor(),
             ctx->needs_input_grad(1) ? gy : at::Tensor(),
-            ctx->needs_input_grad(2) ? gc : at::Tensor(), at::Tensor()};
+            ctx->needs_input_grad(2) ? gc : at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 at::Tensor pairwise_dist_autograd(const at::Tensor& x, const at::Tensor& y, const at::Tensor& c,
-                                  int64_t man) {
+                                  int64_t man, bool check) {
   if (!at::GradMode::is_enabled() ||
       !(x.requires_grad() || y.requires_grad() || c.requires_grad())) {
     // No graph to record: the plain kernel, without the factors.
     at::AutoDispatchBelowADInplaceOrView below;
-    return forward_op().call(x, y, c, man);
+    return forward_op().call(x, y, c, man, check);
   }
-  return PairwiseDistFn::apply(x, y, c, man);
+  return PairwiseDistFn::apply(x, y, c, man, check);
 }
 
 }  // namespace

@@ -73,13 +73,13 @@ def _c_tensor(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 @torch.library.register_fake("hypervldd::pairwise_dist")
-def _pairwise_fake(x, y, c, manifold):  # noqa: ANN001, ANN202
+def _pairwise_fake(x, y, c, manifold, check_points=False):  # noqa: ANN001, ANN202
     torch._check(x.dim() == 2 and y.dim() == 2, lambda: "x and y must be 2-D")
     return x.new_empty((x.shape[0], y.shape[0]))
 
 
 @torch.library.register_fake("hypervldd::pairwise_dist_factor")
-def _factor_fake(x, y, c, manifold):  # noqa: ANN001, ANN202
+def _factor_fake(x, y, c, manifold, check_points=False):  # noqa: ANN001, ANN202
     n, m = x.shape[0], y.shape[0]
     return x.new_empty((n, m)), x.new_empty((n, m)), x.new_empty((n, m), dtype=torch.bool)
 
@@ -93,11 +93,27 @@ def _pd_backward_fake(grad, x, y, c, d, f, mask, manifold):  # noqa: ANN001, ANN
 # Python form's interpreter time exceeded the backward's arithmetic at N = 128.
 
 
+#: The start of the ValueError of the compiled op's point check (csrc/cpu/pairwise.cpp).
+POINT_RULE_ERROR = "hypervldd point rule: "
+
+
 def pairwise_dist_op(
-    x: torch.Tensor, y: torch.Tensor, manifold: str, c: float | torch.Tensor
+    x: torch.Tensor,
+    y: torch.Tensor,
+    manifold: str,
+    c: float | torch.Tensor,
+    check_points: bool = False,
 ) -> torch.Tensor:
-    """Validated inputs (same dtype, float32/64) -> compiled ``pairwise_dist``."""
-    return torch.ops.hypervldd.pairwise_dist(x, y, _c_tensor(c, x), MANIFOLD_CODE[manifold])
+    """Validated inputs (same dtype, float32/64) -> compiled ``pairwise_dist``.
+
+    ``check_points``: the op itself applies the point rule of
+    :func:`hypervldd._checks.check_points` to ``x`` and ``y`` before any work and raises a
+    ``ValueError`` starting with :data:`POINT_RULE_ERROR` (the caller re-raises the full
+    message)."""
+    code = MANIFOLD_CODE[manifold]
+    if check_points:
+        return torch.ops.hypervldd.pairwise_dist(x, y, _c_tensor(c, x), code, True)
+    return torch.ops.hypervldd.pairwise_dist(x, y, _c_tensor(c, x), code)
 
 
 # --------------------------------------------------------------------- streaming ops

@@ -152,3 +152,39 @@ def test_autograd_gives_only_the_needed_gradients(manifold: str) -> None:
     _close((gc,), (want[2],), torch.float32)
     with torch.no_grad():
         assert not K.pairwise_dist(x, yr, manifold, 0.9).requires_grad
+
+
+@pytest.mark.parametrize("manifold", MANIFOLDS)
+def test_op_applies_the_point_rule_when_asked(manifold: str) -> None:
+    """check_points=True: the op refuses what hypervldd._checks.check_points refuses,
+    naming the first offending input, before any work; the public call re-raises the
+    rule's full message."""
+    need_ext()
+    import hypervldd.kernels as K
+    from hypervldd.kernels.fused import POINT_RULE_ERROR
+
+    x = points(manifold, 5, 3, torch.float32)
+    y = points(manifold, 4, 3, torch.float32)
+    c = torch.tensor(1.0)
+    code = CODE[manifold]
+    ok = torch.ops.hypervldd.pairwise_dist(x, y, c, code, True)
+    assert torch.equal(ok, torch.ops.hypervldd.pairwise_dist(x, y, c, code))
+    bad = y.clone()
+    bad[2, 1] = float("nan")
+    for a, b, name in ((bad, y, "x"), (x, bad, "y"), (bad, bad, "x")):
+        with pytest.raises(ValueError, match=f"^{POINT_RULE_ERROR}{name} "):
+            torch.ops.hypervldd.pairwise_dist(a, b, c, code, True)
+        with pytest.raises(ValueError, match=f"{name} must be finite, but it holds 1 NaN"):
+            K.pairwise_dist(a, b, manifold)
+    # Unchecked, NaN in gives NaN out.
+    assert torch.isnan(torch.ops.hypervldd.pairwise_dist(x, bad, c, code)[:, 2]).all()
+    if manifold == "euclidean":
+        return
+    off = x.clone()
+    off[1, 1] += 0.5 if manifold == "lorentz" else 2.0
+    with pytest.raises(ValueError, match=f"^{POINT_RULE_ERROR}y "):
+        xr = x.clone().requires_grad_()  # the autograd path checks too
+        torch.ops.hypervldd.pairwise_dist(xr, off, c, code, True)
+    what = "not on the Lorentz manifold" if manifold == "lorentz" else "inside the Poincaré ball"
+    with pytest.raises(ValueError, match=f"y (is|must lie) {what}"):
+        K.pairwise_dist(x, off, manifold)
