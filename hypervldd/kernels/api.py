@@ -14,7 +14,6 @@ from .._backend import warn_if_reference
 from .._checks import (
     check_curvature,
     check_finite,
-    check_points,
     check_tensor,
     op_reads_values,
     validation,
@@ -89,6 +88,8 @@ def _prepare(x, y, manifold, c, points: bool = True):
     if points:
         # The package's one point rule (finite, on the manifold), fused over x and y:
         # one reduction each and a single host sync.
+        from .._checks import check_points
+
         check_points(((x, "x"), (y, "y")), manifold, c)
     dt = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
     # .to() of a tensor already in dt is still a dispatcher round trip.
@@ -170,8 +171,12 @@ def pairwise_dist(
         except ValueError as e:
             if not str(e).startswith(POINT_RULE_ERROR):
                 raise
+        from .._checks import check_points
+
         check_points(((x, "x"), (y, "y")), manifold, c)  # raises with the full message
         raise AssertionError("unreachable: the op refused points that the rule accepts")
+    from .._checks import check_points
+
     check_points(((x_in, "x"), (y_in, "y")), manifold, c)
     if backend == "triton":
         return dispatch.triton_pairwise(x, y, manifold, c)
