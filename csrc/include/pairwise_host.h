@@ -94,6 +94,11 @@ void fill_row_data(const at::Tensor& mat, double c, int64_t man, RowData& r) {
         r0[i] = static_cast<T>(std::sqrt(1.0 + n2));
         r1[i] = static_cast<T>(std::sqrt(n2));
         a64[i] = 1.0;
+      } else if (man == kPoincare) {
+        const double a = 1.0 - c * sq;
+        r0[i] = static_cast<T>(sq);
+        r1[i] = static_cast<T>(a);
+        a64[i] = a;
       } else {
         r0[i] = static_cast<T>(sq);
         r1[i] = T(0);
@@ -105,21 +110,21 @@ void fill_row_data(const at::Tensor& mat, double c, int64_t man, RowData& r) {
 
 }  // namespace detail
 
-// The per-row data of the epilogue. Lorentz and Euclidean: one pass over the rows,
+// The per-row data of the epilogue. Except float64 Poincaré: one pass over the rows,
 // squared norms in double, three allocations and no ATen kernel (a dozen small ATen
 // ops here made most of the fixed cost of a call at N = 128, issue 19).
 inline RowData row_data(const at::Tensor& x, double c, int64_t man) {
   RowData r;
   const int64_t n = x.size(0);
-  if (man == kPoincare) {
-    // 1 - c|x|^2 in ATen's summation order, as the float64 reference computes it:
-    // near the boundary (1 - c|x|^2 ~ 1e-10 at radius 25) one ulp of |x|^2 is a
-    // relative 2e-6 of it, and so of the slow path's distance.
+  if (man == kPoincare && x.scalar_type() == at::kDouble) {
+    // float64 points: 1 - c|x|^2 in ATen's summation order, as the float64 reference
+    // computes it. Near the boundary (1 - c|x|^2 ~ 1e-10 at radius 25) one ulp of
+    // |x|^2 is a relative 2e-6 of it, and so of the slow path's distance; float32
+    // points (envelope 1e-3) take the one-pass loop below.
     r.mat = x;
     r.r0 = x.mul(x).sum(1).contiguous();
-    auto xd = x.to(at::kDouble);
-    r.a64 = (1.0 - xd.mul(xd).sum(1).mul_(c)).contiguous();
-    r.r1 = r.a64.to(x.scalar_type()).contiguous();
+    r.a64 = (1.0 - r.r0 * c).contiguous();
+    r.r1 = r.a64;
     return r;
   }
   r.mat = man == kLorentz ? x.narrow(1, 1, x.size(1) - 1) : x;
