@@ -38,7 +38,9 @@ int64_t pairwise_block_rows(int64_t n, int64_t m) {
   const int64_t t = std::max<int64_t>(1, at::get_num_threads());
   const int64_t parts = t == 1 ? 1 : cpu::kChunksPerThread * t;
   int64_t b = (n + parts - 1) / parts;
-  b = std::clamp<int64_t>(b, 256, 4096);
+  // Up to N = 512, 128-row blocks: with 256 the whole of N = 256 was one block on one
+  // thread while the composite's GEMM used both (issue 19's size grid).
+  b = std::clamp<int64_t>(b, n <= 512 ? 128 : 256, 4096);
   return b < n ? b : (n > 0 ? n : 1);
 }
 
