@@ -16,11 +16,19 @@ TORCH_LIBRARY(hypervldd, m) {
   m.def("lorentz_dist_rows(Tensor x, Tensor y, float c) -> Tensor");
   // manifold: 0 lorentz (x: (N, D+1) time first), 1 poincare, 2 euclidean.
   // c: a one-element tensor (read on the host), so autograd can reach it.
-  m.def("pairwise_dist(Tensor x, Tensor y, Tensor c, int manifold) -> Tensor");
+  // check_points: refuse (ValueError) points that break the package's point rule
+  // (hypervldd._checks.check_points), before any work: the public call's validation
+  // without a second call from Python.
+  m.def("pairwise_dist(Tensor x, Tensor y, Tensor c, int manifold, bool check_points=False)"
+        " -> Tensor");
   // Backward helper: distances d, per-pair gradient factors f (N, M) and the
   // mask of pairs whose gradient must come from the difference form.
-  m.def("pairwise_dist_factor(Tensor x, Tensor y, Tensor c, int manifold)"
-        " -> (Tensor, Tensor, Tensor)");
+  m.def("pairwise_dist_factor(Tensor x, Tensor y, Tensor c, int manifold,"
+        " bool check_points=False) -> (Tensor, Tensor, Tensor)");
+  // Gradients (x, y, c) of sum(grad * pairwise_dist(x, y, c, manifold)), in one op,
+  // from the outputs (d, f, mask) of pairwise_dist_factor.
+  m.def("pairwise_dist_backward(Tensor grad, Tensor x, Tensor y, Tensor c, Tensor d,"
+        " Tensor f, Tensor mask, int manifold) -> (Tensor, Tensor, Tensor)");
   // Streaming reductions (never N x M; `tile` bounds the tile edge). Symmetric
   // InfoNCE over logits -d/tau with positives (N,) (int64): returns the loss and
   // the row (N,) and column (M,) log-sum-exps.

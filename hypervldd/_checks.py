@@ -272,6 +272,25 @@ def _compiled_first_bad(
     return _first_bad([t for t, _ in tensors], _MAN_CODE[manifold], cv, *_RTOLS)
 
 
+def op_reads_values(*tensors: torch.Tensor) -> bool:
+    """Whether a compiled CPU op can apply the point rule to ``tensors`` itself: 2-D
+    float32/float64 CPU tensors with values, not wrapped by torch.func (the cases
+    :func:`check_points` sends to its compiled pass)."""
+    for t in tensors:
+        if (
+            t.device.type != "cpu"
+            or t.dtype not in _FAST_DTYPES
+            or t.dim() != 2
+            or isinstance(t, FakeTensor)
+            or torch._C._functorch.is_functorch_wrapped_tensor(t)
+        ):
+            return False
+    return True
+
+
+__all__ += ["op_reads_values"]
+
+
 def check_points(
     tensors: Sequence[tuple[torch.Tensor, str]],
     manifold: str,

@@ -176,3 +176,34 @@ def test_learnable_curvature_is_checked_without_a_warning() -> None:
         check_points([(x, "x")], "lorentz", c)
     with pytest.raises(ValueError, match="x"):
         check_points([(x * 2, "x")], "lorentz", c)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_rule_on_long_rows(dtype: torch.dtype) -> None:
+    """Rows of 21 coordinates: two blocks of the compiled pass's 8 partial sums and a
+    tail of 5. A NaN, an inf or a point off the manifold in a block or in the tail is
+    refused, in contiguous and strided tensors; valid points pass."""
+    from hypervldd import _checks
+
+    if not K.backend_for("cpu") == "cpp":
+        pytest.skip("the compiled extension is not loaded")
+    good = {
+        "lorentz": _lorentz(n=9, dim=20, dtype=dtype),
+        "poincare": P.random(9, 21, radius=torch.linspace(0, 6, 9), dtype=torch.float64).to(dtype),
+        "euclidean": torch.randn(9, 21, dtype=dtype),
+    }
+    for man, t in good.items():
+        for view in (t, t.t().contiguous().t()):
+            assert _checks._compiled_first_bad([(view, "x")], man, 1.0) == -1, man
+        for col in (3, 19):
+            for value in (float("nan"), float("inf")):
+                u = t.clone()
+                u[4, col] = value
+                for view in (u, u.t().contiguous().t()):
+                    assert _checks._compiled_first_bad([(t, "x"), (view, "y")], man, 1.0) == 1
+    off = good["lorentz"].clone()
+    off[4, 18] += 0.5  # a space coordinate in the tail: the time no longer matches
+    assert _checks._compiled_first_bad([(off, "x")], "lorentz", 1.0) == 0
+    out = good["poincare"].clone()
+    out[4, 17] = 1.0  # outside the unit ball, through a tail coordinate
+    assert _checks._compiled_first_bad([(out, "x")], "poincare", 1.0) == 0

@@ -2,7 +2,12 @@
 // checks and the per-row data the epilogue reads (ATen ops, device-agnostic).
 #pragma once
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/types.h>
+
+#include <algorithm>
+#include <cmath>
 
 #include "hyperbolic_math.h"
 
@@ -46,29 +51,88 @@ inline void check_row_values(const at::Tensor& values, const at::Tensor& y) {
   TORCH_CHECK(values.dim() == 2 && values.size(0) == y.size(0), "values must have shape (M, K)");
 }
 
-inline RowData row_data(const at::Tensor& x, double c, int64_t man) {
-  RowData r;
-  if (man == kLorentz) {
-    r.mat = x.narrow(1, 1, x.size(1) - 1);
-    auto n2 = r.mat.mul(r.mat).sum(1).mul_(c);
-    r.r0 = n2.add(1.0).sqrt_();
-    r.r1 = n2.sqrt();
-    r.a64 = at::ones({x.size(0)}, x.options().dtype(at::kDouble));
-  } else {
-    r.mat = x;
-    r.r0 = x.mul(x).sum(1);
-    auto xd = x.to(at::kDouble);
-    if (man == kPoincare) {
-      r.a64 = 1.0 - xd.mul(xd).sum(1).mul_(c);
-      r.r1 = r.a64.to(x.scalar_type());
-    } else {
-      r.a64 = at::ones({x.size(0)}, xd.options());
-      r.r1 = at::zeros_like(r.r0);
+namespace detail {
+
+// sum_k r[k * s1]^2 in double, in independent partial sums when contiguous (one
+// accumulator chains every addition on the previous one and cannot vectorise).
+template <typename T>
+double row_squares(const T* r, int64_t d, int64_t s1) {
+  constexpr int kLanes = 8;
+  double acc[kLanes] = {};
+  int64_t k = 0;
+  if (s1 == 1) {
+    for (; k + kLanes <= d; k += kLanes) {
+      for (int l = 0; l < kLanes; ++l) {
+        const double v = static_cast<double>(r[k + l]);
+        acc[l] += v * v;
+      }
     }
   }
-  r.r0 = r.r0.contiguous();
-  r.r1 = r.r1.contiguous();
-  r.a64 = r.a64.contiguous();
+  double total = 0.0;
+  for (; k < d; ++k) {
+    const double v = static_cast<double>(r[k * s1]);
+    total += v * v;
+  }
+  for (int l = 0; l < kLanes; ++l) total += acc[l];
+  return total;
+}
+
+template <typename T>
+void fill_row_data(const at::Tensor& mat, double c, int64_t man, RowData& r) {
+  const T* p = mat.data_ptr<T>();
+  const int64_t n = mat.size(0), d = mat.size(1), s0 = mat.stride(0), s1 = mat.stride(1);
+  T* r0 = r.r0.data_ptr<T>();
+  T* r1 = r.r1.data_ptr<T>();
+  double* a64 = r.a64.data_ptr<double>();
+  // Rows in parallel only where a row block is worth a fork (large N x D).
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, d));
+  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const double sq = row_squares<T>(p + i * s0, d, s1);
+      if (man == kLorentz) {
+        const double n2 = c * sq;
+        r0[i] = static_cast<T>(std::sqrt(1.0 + n2));
+        r1[i] = static_cast<T>(std::sqrt(n2));
+        a64[i] = 1.0;
+      } else if (man == kPoincare) {
+        const double a = 1.0 - c * sq;
+        r0[i] = static_cast<T>(sq);
+        r1[i] = static_cast<T>(a);
+        a64[i] = a;
+      } else {
+        r0[i] = static_cast<T>(sq);
+        r1[i] = T(0);
+        a64[i] = 1.0;
+      }
+    }
+  });
+}
+
+}  // namespace detail
+
+// The per-row data of the epilogue. Except float64 Poincaré: one pass over the rows,
+// squared norms in double, three allocations and no ATen kernel (a dozen small ATen
+// ops here made most of the fixed cost of a call at N = 128, issue 19).
+inline RowData row_data(const at::Tensor& x, double c, int64_t man) {
+  RowData r;
+  const int64_t n = x.size(0);
+  if (man == kPoincare && x.scalar_type() == at::kDouble) {
+    // float64 points: 1 - c|x|^2 in ATen's summation order, as the float64 reference
+    // computes it. Near the boundary (1 - c|x|^2 ~ 1e-10 at radius 25) one ulp of
+    // |x|^2 is a relative 2e-6 of it, and so of the slow path's distance; float32
+    // points (envelope 1e-3) take the one-pass loop below.
+    r.mat = x;
+    r.r0 = x.mul(x).sum(1).contiguous();
+    r.a64 = (1.0 - r.r0 * c).contiguous();
+    r.r1 = r.a64;
+    return r;
+  }
+  r.mat = man == kLorentz ? x.narrow(1, 1, x.size(1) - 1) : x;
+  r.r0 = at::empty({n}, x.options());
+  r.r1 = at::empty({n}, x.options());
+  r.a64 = at::empty({n}, x.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "row_data",
+                             [&] { detail::fill_row_data<scalar_t>(r.mat, c, man, r); });
   return r;
 }
 

@@ -3,10 +3,11 @@
 Ops (schemas in csrc/ops.cpp unless noted):
 
 - ``hypervldd::pairwise_dist(x, y, c, manifold) -> d``: the fused GEMM + epilogue
-  kernel (C++ on CPU, CUDA on GPU). Backward: ``pairwise_dist_factor`` returns the
-  per-pair derivative factor ``f`` and the mask of slow pairs; the gradient is
-  then two GEMMs with ``g * f`` plus the exact difference-form gradient of the
-  (few) slow pairs, in float64.
+  kernel (C++ on CPU). When a gradient is needed, the forward runs
+  ``pairwise_dist_factor`` (distances, the per-pair derivative factor ``f``, the mask
+  of slow pairs) and autograd (registered in C++, csrc/cpu/pairwise.cpp) saves them;
+  ``pairwise_dist_backward`` is then one op: two GEMMs with ``g * f`` per tile of rows
+  plus the exact difference-form gradient of the (few) slow pairs, in float64.
 - ``hypervldd::contrastive_loss`` / ``contrastive_loss_backward`` and
   ``hypervldd::row_stats`` / ``row_stats_backward``: single compiled ops
   (csrc/cpu/streaming.cpp; on a GPU the Triton ops of .triton) that stream over tiles of at
@@ -26,7 +27,7 @@ import torch
 
 from .._checks import has_values
 from ._autograd import needed_grads
-from .reference import RowStats, paired_dist_ref
+from .reference import RowStats
 
 __all__ = [
     "pairwise_dist_op",
@@ -42,8 +43,6 @@ _NAMES = {v: k for k, v in MANIFOLD_CODE.items()}
 # Columns per tile of the streaming ops (the CPU kernels take 64 rows at a time:
 # a 64 x 512 float32 tile is 128 KiB, three of them fit a core's L2).
 TILE = 512
-# Slow pairs whose gradients are gathered at once (bounds the gather memory).
-_SLOW_BATCH = 1 << 16
 
 
 # 0-d tensors of the float c and tau values in use, per dtype: building one costs
@@ -74,119 +73,47 @@ def _c_tensor(c: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 @torch.library.register_fake("hypervldd::pairwise_dist")
-def _pairwise_fake(x, y, c, manifold):  # noqa: ANN001, ANN202
+def _pairwise_fake(x, y, c, manifold, check_points=False):  # noqa: ANN001, ANN202
     torch._check(x.dim() == 2 and y.dim() == 2, lambda: "x and y must be 2-D")
     return x.new_empty((x.shape[0], y.shape[0]))
 
 
 @torch.library.register_fake("hypervldd::pairwise_dist_factor")
-def _factor_fake(x, y, c, manifold):  # noqa: ANN001, ANN202
+def _factor_fake(x, y, c, manifold, check_points=False):  # noqa: ANN001, ANN202
     n, m = x.shape[0], y.shape[0]
     return x.new_empty((n, m)), x.new_empty((n, m)), x.new_empty((n, m), dtype=torch.bool)
 
 
-def _tile_vjp(
-    gd: torch.Tensor,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    c: torch.Tensor,
-    man: int,
-    d: torch.Tensor,
-    f: torch.Tensor,
-    bad: torch.Tensor,
-    need_c: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Gradients of ``sum(gd * d)`` w.r.t. ``x``, ``y`` and ``c`` for one tile.
-
-    ``f`` and ``bad`` come from ``pairwise_dist_factor``. Fast pairs: two GEMMs
-    with ``u = gd * f`` (the formulas are in csrc/include/hyperbolic_math.h).
-    Slow pairs: the difference form's autograd in float64.
-    """
-    dt = x.dtype
-    u = gd * f
-    cval = c.detach().to(dt)
-    if man == 0:
-        xs, ys = x[:, 1:], y[:, 1:]
-        x0 = torch.sqrt(1.0 + cval * (xs * xs).sum(1))
-        y0 = torch.sqrt(1.0 + cval * (ys * ys).sum(1))
-        gxs = xs * ((u @ y0) / x0)[:, None] - u @ ys
-        gys = ys * ((u.T @ x0) / y0)[:, None] - u.T @ xs
-        gx = torch.cat([torch.zeros_like(x[:, :1]), gxs], 1)
-        gy = torch.cat([torch.zeros_like(y[:, :1]), gys], 1)
-    elif man == 1:
-        x2, y2 = (x * x).sum(1), (y * y).sum(1)
-        xd, yd = x.double(), y.double()
-        ax = (1.0 - c.detach().double() * (xd * xd).sum(1)).to(dt)
-        ay = (1.0 - c.detach().double() * (yd * yd).sum(1)).to(dt)
-        uy, ux = u @ y, u.T @ x
-        rs, cs = u.sum(1), u.sum(0)
-        # sum_j u_ij |x_i - y_j|^2 expanded; u = 0 on the pairs where it would cancel.
-        rsq = x2 * rs + u @ y2 - 2.0 * (x * uy).sum(1)
-        csq = y2 * cs + u.T @ x2 - 2.0 * (y * ux).sum(1)
-        gx = x * (rs + cval * rsq / ax)[:, None] - uy
-        gy = y * (cs + cval * csq / ay)[:, None] - ux
-    else:
-        gx = x * u.sum(1)[:, None] - u @ y
-        gy = y * u.sum(0)[:, None] - u.T @ x
-    ii, jj = bad.nonzero(as_tuple=True)
-    if ii.numel():
-        name = _NAMES[man]
-        c64 = c.detach().double()
-        for k in range(0, ii.numel(), _SLOW_BATCH):
-            ib, jb = ii[k : k + _SLOW_BATCH], jj[k : k + _SLOW_BATCH]
-            # torch.func (not torch.autograd): this runs inside op implementations,
-            # below the autograd dispatch key.
-            _, vjp = torch.func.vjp(
-                lambda a, b: paired_dist_ref(a, b, name, c64), x[ib].double(), y[jb].double()
-            )
-            ga, gb = vjp(gd[ib, jb].double())
-            gx.index_add_(0, ib, ga.to(dt))
-            gy.index_add_(0, jb, gb.to(dt))
-    gc = None
-    if need_c and man != 2:
-        # d(x, y; c) = D(sqrt(c) x, sqrt(c) y) / sqrt(c) gives this identity.
-        gc = (-(gd * d).sum() + (gx * x).sum() + (gy * y).sum()) / (2.0 * cval)
-    return gx, gy, gc
-
-
-@torch.library.custom_op("hypervldd::pairwise_dist_backward", mutates_args=())
-def _pd_backward_op(
-    grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, manifold: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients (x, y, c) of ``sum(grad * pairwise_dist(x, y, c))``. An op of its
-    own so that tracing (compile, export) sees one node, not the data-dependent
-    gather of the slow pairs."""
-    d, f, bad = torch.ops.hypervldd.pairwise_dist_factor(x, y, c, manifold)
-    gx, gy, gc = _tile_vjp(grad.to(x.dtype).contiguous(), x, y, c, manifold, d, f, bad)
-    gc = torch.zeros_like(c) if gc is None else gc.reshape(c.shape).to(c.dtype)
-    return gx, gy, gc
-
-
-@_pd_backward_op.register_fake
-def _pd_backward_fake(grad, x, y, c, manifold):  # noqa: ANN001, ANN202
+@torch.library.register_fake("hypervldd::pairwise_dist_backward")
+def _pd_backward_fake(grad, x, y, c, d, f, mask, manifold):  # noqa: ANN001, ANN202
     return torch.empty_like(x), torch.empty_like(y), torch.empty_like(c)
 
 
-def _pd_setup(ctx, inputs, output) -> None:  # noqa: ANN001
-    x, y, c, man = inputs
-    ctx.save_for_backward(x, y, c)
-    ctx.man = man
+# The autograd of pairwise_dist is registered in C++ (csrc/cpu/pairwise.cpp): the
+# Python form's interpreter time exceeded the backward's arithmetic at N = 128.
 
 
-def _pd_backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
-    x, y, c = ctx.saved_tensors
-    gx, gy, gc = _pd_backward_op(grad, x, y, c, ctx.man)
-    return gx, gy, gc if ctx.needs_input_grad[2] else None, None
-
-
-torch.library.register_autograd("hypervldd::pairwise_dist", _pd_backward, setup_context=_pd_setup)
+#: The start of the ValueError of the compiled op's point check (csrc/cpu/pairwise.cpp).
+POINT_RULE_ERROR = "hypervldd point rule: "
 
 
 def pairwise_dist_op(
-    x: torch.Tensor, y: torch.Tensor, manifold: str, c: float | torch.Tensor
+    x: torch.Tensor,
+    y: torch.Tensor,
+    manifold: str,
+    c: float | torch.Tensor,
+    check_points: bool = False,
 ) -> torch.Tensor:
-    """Validated inputs (same dtype, float32/64) -> compiled ``pairwise_dist``."""
-    return torch.ops.hypervldd.pairwise_dist(x, y, _c_tensor(c, x), MANIFOLD_CODE[manifold])
+    """Validated inputs (same dtype, float32/64) -> compiled ``pairwise_dist``.
+
+    ``check_points``: the op itself applies the point rule of
+    :func:`hypervldd._checks.check_points` to ``x`` and ``y`` before any work and raises a
+    ``ValueError`` starting with :data:`POINT_RULE_ERROR` (the caller re-raises the full
+    message)."""
+    code = MANIFOLD_CODE[manifold]
+    if check_points:
+        return torch.ops.hypervldd.pairwise_dist(x, y, _c_tensor(c, x), code, True)
+    return torch.ops.hypervldd.pairwise_dist(x, y, _c_tensor(c, x), code)
 
 
 # --------------------------------------------------------------------- streaming ops

@@ -218,6 +218,17 @@ def test_real_checked_skips_rechecking_the_real_set(monkeypatch: pytest.MonkeyPa
 
     check = _checks.check_points
     monkeypatch.setattr(_checks, "check_points", spy)
+    # The compiled pairwise op applies the same rule itself when asked to.
+    from hypervldd.kernels import fused
+
+    op = fused.pairwise_dist_op
+
+    def op_spy(x, y, manifold, c, check_points=False):  # noqa: ANN001, ANN202
+        if check_points:
+            seen.extend((int(x.shape[0]), int(y.shape[0])))
+        return op(x, y, manifold, c, check_points)
+
+    monkeypatch.setattr(fused, "pairwise_dist_op", op_spy)
     want = loss(sx, sy, real_image=rx, real_text=ry, anchor_image=ax, anchor_text=ay)
     assert real_rows & set(seen), "the default path checks the real chunks"
     seen.clear()
