@@ -16,7 +16,7 @@ import torch
 
 from .._backend import extension_available
 
-__all__ = ["backend_for", "triton_available", "triton_on_cpu"]
+__all__ = ["backend_for", "cpu_backend", "triton_available", "triton_on_cpu"]
 
 MANIFOLD_CODE = {"lorentz": 0, "poincare": 1, "euclidean": 2}
 
@@ -49,11 +49,25 @@ def backend_for(device: torch.device | str) -> str:
     """
     if not isinstance(device, torch.device):
         device = torch.device(device)
+    if device.type == "cpu":
+        return cpu_backend()
     if os.environ.get("HYPERVLDD_BACKEND", "").lower() == "reference":
         return "reference"
     if device.type == "cuda":
         return "triton" if triton_available() else "reference"
-    if device.type == "cpu" and triton_on_cpu():
+    return "cpp" if extension_available() else "reference"
+
+
+def cpu_backend() -> str:
+    """:func:`backend_for` of CPU tensors, without building a device (the public ops'
+    common call asks this on every call).
+
+    >>> cpu_backend() == backend_for("cpu")
+    True
+    """
+    if os.environ.get("HYPERVLDD_BACKEND", "").lower() == "reference":
+        return "reference"
+    if triton_on_cpu():
         return "triton"
     return "cpp" if extension_available() else "reference"
 
