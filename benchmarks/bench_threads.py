@@ -1,11 +1,12 @@
 """Slow-down of the two-thread ops when another process keeps one core busy.
 
 Usage: .venv/bin/python benchmarks/bench_threads.py [--n 1024] [--d 64] [--reps 5]
-           [--rounds 10] [--quick] [--out bench_threads]
-Writes results/<out>.csv. Two threads, float32, Lorentz points at radii uniform in
-[0, 3], N = M = n, D = d. Methods: the fused ``pairwise_dist``, the fused
-``contrastive_loss`` forward + backward, ``torch.mm`` of the space parts (the GEMM
-floor) and the PyTorch composite (GEMM + ``acosh``). Each round measures every method
+           [--rounds 10] [--quick] [--out bench_threads] [--force]
+Writes results/<out>.csv (an existing file only with ``--force``). Two threads,
+float32, Lorentz points at radii uniform in [0, 3], N = M = n, D = d. Methods: the
+fused ``pairwise_dist``, the fused ``contrastive_loss`` forward + backward,
+``torch.mm`` of the space parts (the GEMM floor) and the PyTorch composite (GEMM +
+``acosh``). Each round measures every method
 quiet, then with a busy child process (``while True: pass``, pinned to the last core
 when affinity can be set), the calls interleaved round-robin over the methods.
 
@@ -32,6 +33,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _common  # noqa: E402
 from _common import environment, write_csv  # noqa: E402
 
 import hypervldd.kernels as K  # noqa: E402
@@ -136,7 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="n = 512, 3 reps, 3 rounds")
     ap.add_argument("--out", default="bench_threads")
+    ap.add_argument("--force", action="store_true", help="overwrite an existing CSV")
     args = ap.parse_args(argv)
+    target = os.path.join(_common.RESULTS, f"{args.out}.csv")
+    if os.path.exists(target) and not args.force:
+        ap.error(f"{target} exists; pass --force to overwrite it")
     if args.quick:
         args.n, args.reps, args.rounds = 512, 3, 3
     print(environment(), flush=True)
