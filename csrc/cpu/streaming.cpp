@@ -45,6 +45,8 @@ std::pair<int64_t, int64_t> contrastive_tile_shape(int64_t tile, int64_t n, int6
   return {std::max(bm, std::min(cap, share)), bn};
 }
 
+constexpr int64_t kBackwardRows = 128;
+
 template <typename T>
 T neg_inf() {
   return -std::numeric_limits<T>::infinity();
@@ -442,9 +444,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_loss_back
       cnt[pp[i]] += T(1);
     }
     const T* np = cnt.data();
+    // The backward's blocks hold at least 128 rows (when N has them): each block's
+    // gy GEMM sums over its rows, and each chunk adds an (M, D) partial of gy, so
+    // 64-row blocks made the gradient GEMMs half as deep and the partials twice as
+    // many (issue 19: N = 512, D = 512 forward + backward was 1.36x the
+    // materialised loss).
+    auto shape = contrastive_tile_shape(tile, n, m);
+    shape.first = std::max<int64_t>(shape.first, std::min<int64_t>(kBackwardRows, n));
     cpu::dispatch_manifold(man, [&](auto mc) {
       sgd = backward_pass<decltype(mc)::value, T>(
-          p, contrastive_tile_shape(tile, n, m), gx.data_ptr<T>(), gy, off, x.options(), 0,
+          p, shape, gx.data_ptr<T>(), gy, off, x.options(), 0,
           [&](TileBufs<T>& b, int64_t i0, int64_t ib, int64_t j0, int64_t jb, int64_t) {
             return contrastive_tile_weights<T>(b, i0, ib, j0, jb, tau, gscale, rp, cp, np, pp);
           });
