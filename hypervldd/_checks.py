@@ -258,15 +258,8 @@ def _compiled_first_bad(
         from . import _C
 
         _first_bad = _C.first_bad_points
-    for t, _ in tensors:
-        if (
-            t.device.type != "cpu"
-            or t.dtype not in _FAST_DTYPES
-            or t.dim() != 2
-            or isinstance(t, FakeTensor)
-            or torch._C._functorch.is_functorch_wrapped_tensor(t)
-        ):
-            return None
+    if not op_reads_values(*(t for t, _ in tensors)):
+        return None
     # detach: a learnable curvature would warn on every call (tensor with grad to scalar)
     cv = float(c.detach()) if isinstance(c, torch.Tensor) else float(c)
     return _first_bad([t for t, _ in tensors], _MAN_CODE[manifold], cv, *_RTOLS)

@@ -8,6 +8,8 @@
 // every rule (NaN compares false; inf - inf is NaN).
 #include "../include/point_check.h"
 
+#include "../include/pairwise_host.h"
+
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
@@ -17,32 +19,7 @@
 namespace hypervldd {
 namespace {
 
-// Sum over one row of v * v (kSquares) or of v - v (0 for a finite v, NaN
-// otherwise), in double. Independent partial sums: with one accumulator every
-// addition waits for the previous one, and the compiler may not reorder a
-// floating-point sum itself; the lanes let it vectorise. (One accumulator made
-// the check of two 128 x 513 float32 tensors cost about as much as the op.)
-template <bool kSquares, typename T>
-double row_sum(const T* r, int64_t d, int64_t s1) {
-  constexpr int kLanes = 8;
-  double acc[kLanes] = {};
-  int64_t k = 0;
-  if (s1 == 1) {
-    for (; k + kLanes <= d; k += kLanes) {
-      for (int l = 0; l < kLanes; ++l) {
-        const double v = static_cast<double>(r[k + l]);
-        acc[l] += kSquares ? v * v : v - v;
-      }
-    }
-  }
-  double total = 0.0;
-  for (; k < d; ++k) {
-    const double v = static_cast<double>(r[k * s1]);
-    total += kSquares ? v * v : v - v;
-  }
-  for (int l = 0; l < kLanes; ++l) total += acc[l];
-  return total;
-}
+using detail::row_sum;
 
 template <typename T>
 bool row_ok(const T* r, int64_t d, int64_t s1, int64_t man, double c, double rtol) {

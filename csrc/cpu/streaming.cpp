@@ -79,31 +79,6 @@ void lse_update(const T* row, int64_t len, T& mx, T& sum, T* prob, T* rescale) {
 // Partial sums and maxima of a row in cpu::kLanes independent accumulators.
 using cpu::kLanes;
 
-// exp_fast's algorithm (round to n = floor(x / ln 2 + 1/2), Cody-Waite
-// reduction, the same degree-5 polynomial, 2^n from the exponent bits; the
-// same values, 0 below -87, NaN for NaN) written with floorf and plain selects:
-// GCC 12 turns exp_fast's integer floor correction and nested NaN select into
-// branches, which keeps the tile loops below scalar (measured: the
-// log-sum-exp loops cost 2.5x the distance epilogue). With these, they vectorise.
-HVLDD_ALWAYS_INLINE float exp_vec(float x) {
-  const bool under = !(x > -87.0f);
-  const float xc = under ? 0.0f : (x < 88.0f ? x : 88.0f);
-  const float fn = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
-  const int32_t n = static_cast<int32_t>(fn);
-  float r = xc - fn * 0.693359375f;
-  r = r - fn * -2.12194440e-4f;
-  const float z = r * r;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = (p * z + r) + 1.0f;
-  const float v = under ? 0.0f : y * vec_detail::as_float((n + 127) << 23);
-  return x != x ? x : v;
-}
-HVLDD_ALWAYS_INLINE double exp_vec(double x) { return std::exp(x); }
 
 // One forward tile of the InfoNCE: distances d (ib x jb, row-major) -> logits
 // -d/tau in place; the running row statistics (rmax, rsum, ib entries) and
@@ -126,19 +101,19 @@ HVLDD_ALWAYS_INLINE void lse_tile_body(T* __restrict s, int64_t ib, int64_t jb, 
     }
     const T mt = cpu::lane_max<T>(r, jb, rmax[ii]);
     // A row of NaN logits keeps mt = -inf: exp(-inf - -inf) is NaN, so is its sum.
-    rsum[ii] *= exp_vec(rmax[ii] - mt);
+    rsum[ii] *= exp_fast(rmax[ii] - mt);
     rmax[ii] = mt;
   }
   for (int64_t jj = 0; jj < jb; ++jj) {
-    cs[jj] *= exp_vec(cm[jj] - tmax[jj]);
+    cs[jj] *= exp_fast(cm[jj] - tmax[jj]);
     cm[jj] = tmax[jj];
   }
   for (int64_t ii = 0; ii < ib; ++ii) {
     const T* __restrict r = s + ii * jb;
     const T mt = rmax[ii];
     for (int64_t jj = 0; jj < jb; ++jj) {
-      e[jj] = exp_vec(r[jj] - mt);
-      cs[jj] += exp_vec(r[jj] - cm[jj]);
+      e[jj] = exp_fast(r[jj] - mt);
+      cs[jj] += exp_fast(r[jj] - cm[jj]);
     }
     rsum[ii] += cpu::lane_dot<T>(e, nullptr, jb);
   }
@@ -271,7 +246,7 @@ HVLDD_ALWAYS_INLINE void weights_tile_body(const T* __restrict d, T* __restrict 
     const T r = ri[ii];
     for (int64_t jj = 0; jj < jb; ++jj) {
       const T s = dr[jj] * neg_inv_tau;
-      g[jj] = a * (exp_vec(s - r) + nj[jj] * exp_vec(s - cj[jj]));
+      g[jj] = a * (exp_fast(s - r) + nj[jj] * exp_fast(s - cj[jj]));
     }
     sgd_row[ii] = cpu::lane_dot<T>(g, dr, jb);
   }

@@ -279,18 +279,19 @@ HVLDD_HOST_DEVICE float log1p_fast(float w) {
 HVLDD_HOST_DEVICE double log1p_fast(double w) { return log1p(w); }
 
 // exp(x) for x <= 88 (logits are shifted by their maximum first); 0 below -87;
-// NaN for NaN.
-HVLDD_HOST_DEVICE float exp_fast(float x) {
+// NaN for NaN. Round to n = floor(x / ln 2 + 1/2), Cody-Waite reduction, a
+// degree-5 polynomial, 2^n from the exponent bits; written with floorf and plain
+// selects, which GCC 12 if-converts (an integer floor correction and a nested NaN
+// select became branches and kept the loss's tile loops scalar). Always inlined:
+// the vectorised loops of the AVX2 clones call it.
 #if defined(__CUDA_ARCH__)
-  return expf(x);
+HVLDD_HOST_DEVICE float exp_fast(float x) { return expf(x); }
 #else
-  const bool under = !(x > -87.0f);  // also catches -inf and NaN-free -inf - m
+inline __attribute__((always_inline)) float exp_fast(float x) {
+  const bool under = !(x > -87.0f);  // also catches -inf and NaN
   const float xc = under ? 0.0f : (x < 88.0f ? x : 88.0f);
-  // n = round(x / ln 2) with integer conversions only (vectorisable).
-  const float t = xc * 1.44269504088896341f + 0.5f;
-  int32_t n = static_cast<int32_t>(t);
-  n = static_cast<float>(n) > t ? n - 1 : n;  // floor
-  const float fn = static_cast<float>(n);
+  const float fn = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
+  const int32_t n = static_cast<int32_t>(fn);
   float r = xc - fn * 0.693359375f;
   r = r - fn * -2.12194440e-4f;
   const float z = r * r;
@@ -301,11 +302,11 @@ HVLDD_HOST_DEVICE float exp_fast(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float y = (p * z + r) + 1.0f;
-  const float res = y * vec_detail::as_float((n + 127) << 23);
+  const float v = under ? 0.0f : y * vec_detail::as_float((n + 127) << 23);
   // A NaN logit stays NaN (a loss must not turn NaN input into a finite value).
-  return under ? (x != x ? x : 0.0f) : res;
-#endif
+  return x != x ? x : v;
 }
+#endif
 HVLDD_HOST_DEVICE double exp_fast(double x) { return exp(x); }
 
 // Per-pair fast path of the pairwise distance from the GEMM value g = x.y
