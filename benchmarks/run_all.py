@@ -70,6 +70,12 @@ QUICK: tuple[Bench, ...] = (
         "bench_epilogue.py",
         ("--n", "512", "--dims", "64", "--reps", "3", "--out", "bench_epilogue"),
     ),
+    Bench("floor", "bench_floor.py", ("--quick", "--out", "bench_floor")),
+    Bench(
+        "raha_linalg",
+        "bench_raha_linalg.py",
+        ("--b", "64", "--d", "128", "--k", "8", "--reps", "3", "--out", "bench_raha_linalg"),
+    ),
 )
 
 #: Benchmarks without a quick mode that fits the 10 minutes, with the reason.

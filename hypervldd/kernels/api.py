@@ -177,8 +177,8 @@ _FUSED = []
 
 
 def _fused():  # noqa: ANN202
-    """The module of the compiled ops, imported on first use (it loads the extension); a
-    ``from .fused import`` per call cost as much as a quarter of the op at N = 8."""
+    """The module of the compiled ops, imported on first use (it loads the extension): a
+    ``from .fused import`` on every call was a measurable part of the common call."""
     if not _FUSED:
         from . import fused
 
@@ -227,12 +227,11 @@ def pairwise_dist(
     # much as the op, issue 19), to inputs used as given: the rule's tolerance is that of
     # the caller's dtype.
     if backend == "cpp" and (not check or (x is x_in and y is y_in and op_reads_values(x, y))):
-        from .fused import POINT_RULE_ERROR, pairwise_dist_op
-
+        fused = _fused()
         try:
-            return pairwise_dist_op(x, y, manifold, c, check_points=check)
+            return fused.pairwise_dist_op(x, y, manifold, c, check_points=check)
         except ValueError as e:
-            if not str(e).startswith(POINT_RULE_ERROR):
+            if not str(e).startswith(fused.POINT_RULE_ERROR):
                 raise
         from .._checks import check_points
 
@@ -244,9 +243,7 @@ def pairwise_dist(
     if backend == "triton":
         return dispatch.triton_pairwise(x, y, manifold, c)
     if _use_ext(backend):
-        from .fused import pairwise_dist_op
-
-        return pairwise_dist_op(x, y, manifold, c)
+        return _fused().pairwise_dist_op(x, y, manifold, c)
     return ref.pairwise_dist_ref(x, y, manifold, c)
 
 
@@ -289,9 +286,7 @@ def contrastive_loss(
     if backend == "triton":
         return dispatch.triton_contrastive(x, y, manifold, c, tau, positives)
     if _use_ext(backend):
-        from .fused import contrastive_loss_op
-
-        return contrastive_loss_op(x, y, manifold, c, tau, positives)
+        return _fused().contrastive_loss_op(x, y, manifold, c, tau, positives)
     return ref.contrastive_loss_ref(x, y, manifold, c, tau, positives)
 
 
@@ -351,7 +346,5 @@ def row_stats(
             x, y, manifold, c, tau, values, rank_temperature, positives
         )
     if _use_ext(backend):
-        from .fused import row_stats_op
-
-        return row_stats_op(x, y, manifold, c, tau, values, rank_temperature, positives)
+        return _fused().row_stats_op(x, y, manifold, c, tau, values, rank_temperature, positives)
     return ref.row_stats_ref(x, y, manifold, c, tau, values, rank_temperature, positives)
